@@ -1,0 +1,50 @@
+"""mapservice: a map of community resilience resources."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__version__ = "0.1.0"
+
+
+def create_app(config: Mapping[str, Any] | None = None):
+    """The application factory. Nothing is built at import time.
+
+    ``config`` overrides settings (by their names without the ``MAPSERVICE_`` prefix, e.g.
+    ``{"DATABASE_URL": "sqlite://"}``) and Flask options (``TESTING`` ...).
+    """
+    from flask import Flask
+
+    from . import settings
+    from .db import make_engine
+    from .paths import STATIC_DIR, TEMPLATES_DIR
+    from .store import make_store
+    from .taxonomy import default as default_taxonomy
+
+    app = Flask(__name__, template_folder=str(TEMPLATES_DIR), static_folder=str(STATIC_DIR))
+    values = settings.load()
+    values.update(config or {})
+    settings.resolve(values)
+    app.config.update(values)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    engine = make_engine(app.config["DATABASE_URL"],
+                         spatialite_library=app.config["SPATIALITE_LIBRARY"],
+                         statement_timeout_ms=app.config["STATEMENT_TIMEOUT_MS"])
+    app.extensions["mapservice"] = {"engine": engine, "store": make_store(engine),
+                                    "taxonomy": default_taxonomy()}
+
+    from . import http, i18n
+    from .api import bp as api_bp
+    from .web import bp as web_bp
+
+    http.init_app(app)
+    i18n.init_app(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(web_bp)
+
+    from .cli import register
+
+    register(app)
+    return app

@@ -1,0 +1,70 @@
+"""Engines for the two backends: SQLite + SpatiaLite (embedded) and PostgreSQL + PostGIS."""
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+
+def _sqlite_module() -> Any:
+    # Python builds without loadable-extension support (e.g. pyenv's default) cannot load
+    # mod_spatialite; the pysqlite3 wheel bundles an SQLite that can.
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found]
+
+    return pysqlite3
+
+
+def make_engine(url: str, *, spatialite_library: str = "mod_spatialite",
+                statement_timeout_ms: int = 5000, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with the spatial extension ready on every connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            kwargs.setdefault("poolclass", StaticPool)  # one shared in-memory database
+        engine = create_engine(url, module=_sqlite_module(),
+                               connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        _install_sqlite_hooks(engine, spatialite_library, statement_timeout_ms)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        options = f"-c statement_timeout={int(statement_timeout_ms)}"
+        return create_engine(url, connect_args={"options": options}, pool_pre_ping=True, **kwargs)
+    raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// "
+                     "(SpatiaLite) or postgresql+psycopg:// (PostGIS)")
+
+
+def _install_sqlite_hooks(engine: Engine, library: str, timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        # SQLite has no statement_timeout: a progress handler interrupts a statement that runs
+        # past its deadline (the error is sqlite3.OperationalError "interrupted").
+        state = {"deadline": math.inf}
+        record.info["deadline"] = state
+        dbapi_conn.set_progress_handler(lambda: time.monotonic() > state["deadline"], 20_000)
+        dbapi_conn.enable_load_extension(True)
+        dbapi_conn.load_extension(library)
+        dbapi_conn.enable_load_extension(False)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _deadline(conn: Any, _cursor: Any, _stmt: Any, _params: Any, context: Any,
+                  _many: bool) -> None:
+        limit = conn.get_execution_options().get("statement_timeout_ms", timeout_ms)
+        state = conn.info.get("deadline")
+        if state is not None:
+            state["deadline"] = time.monotonic() + limit / 1000 if limit else math.inf
+
+
+def backend_name(engine: Engine) -> str:
+    """``"postgis"`` or ``"spatialite"``."""
+    return "postgis" if engine.dialect.name == "postgresql" else "spatialite"

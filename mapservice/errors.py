@@ -1,0 +1,39 @@
+"""Typed errors that carry their HTTP status; one handler turns them into problem+json."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class MapserviceError(Exception):
+    """Base of every error mapservice reports to a user."""
+
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def problem(self) -> dict[str, Any]:
+        """RFC 9457 problem details."""
+        return {"type": "about:blank", "title": self.title, "status": self.status,
+                "detail": self.detail}
+
+
+class InvalidParameter(MapserviceError):
+    """A request parameter is malformed, out of range or unknown."""
+
+    status = 400
+    title = "Invalid parameter"
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(f"{parameter}: {detail}")
+        self.parameter = parameter
+
+    def problem(self) -> dict[str, Any]:
+        return {**super().problem(), "parameter": self.parameter}
+
+
+class NotFound(MapserviceError):
+    status = 404
+    title = "Not found"

@@ -1,0 +1,56 @@
+"""Search hits -> GeoJSON / JSON / CSV. Features are plain dicts serialised by orjson."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Iterable
+
+from .store import Hit
+
+CSV_FIELDS = ("id", "name", "lat", "lon", "distance_m", "categories", "audiences", "languages",
+              "cost", "wheelchair", "opening_hours", "address", "postcode", "stadtteil", "bezirk",
+              "phone", "email", "website", "organization", "location_confidential",
+              "last_verified", "updated_at", "source", "description")
+
+
+def properties(hit: Hit) -> dict[str, Any]:
+    props = dict(hit.properties)
+    uid = props.pop("uid")
+    props = {"id": uid, **props}
+    if props.get("location_confidential"):
+        props["location_precision"] = "approximate"
+    if hit.distance_m is not None:
+        props["distance_m"] = hit.distance_m
+    return props
+
+
+def feature(hit: Hit) -> dict[str, Any]:
+    props = properties(hit)
+    return {"type": "Feature", "id": props["id"],
+            "geometry": {"type": "Point", "coordinates": [hit.lon, hit.lat]},
+            "properties": props}
+
+
+def feature_collection(hits: Iterable[Hit], **members: Any) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": [feature(h) for h in hits], **members}
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return ";".join(map(str, value))
+    if isinstance(value, dict):
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value  # a spreadsheet must not run a cell as a formula
+    return value
+
+
+def to_csv(hits: Iterable[Hit]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for hit in hits:
+        row = properties(hit)
+        row.update(lat=hit.lat, lon=hit.lon)
+        writer.writerow({k: _csv_cell(row.get(k)) for k in CSV_FIELDS})
+    return out.getvalue()

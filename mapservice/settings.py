@@ -1,0 +1,114 @@
+"""Every setting of mapservice, as data: a name, a default, a type and a help text.
+
+Each setting is read from the environment variable ``MAPSERVICE_<NAME>``; ``create_app(config)``
+overrides them for tests. The README's configuration table lists all of them (a test checks it).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+PREFIX = "MAPSERVICE_"
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    cast: Callable[[str], Any] = str
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", "", "SQLAlchemy URL of the database. Empty: a SpatiaLite file "
+            "`instance/mapservice.sqlite` under the working directory. PostGIS: "
+            "`postgresql+psycopg://user@host/db`."),
+    Setting("SECRET_KEY", "", "Key that signs session cookies and CSRF tokens. Must be the same "
+            "for every worker. Empty: a random key is created once in `instance/secret_key`."),
+    Setting("INSTANCE_DIR", "instance", "Directory for the embedded database and the generated "
+            "secret key."),
+    Setting("TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "URL template of the "
+            "map tile server: the only third-party host the pages contact."),
+    Setting("TILE_ATTRIBUTION", '&copy; <a href="https://www.openstreetmap.org/copyright">'
+            "OpenStreetMap</a> contributors", "Attribution shown for the map tiles (HTML)."),
+    Setting("TILE_MAX_ZOOM", 19, "Highest zoom level the tile server provides.", int),
+    Setting("MAP_CENTER_LAT", 53.5511, "Latitude of the initial map centre.", float),
+    Setting("MAP_CENTER_LON", 9.9937, "Longitude of the initial map centre.", float),
+    Setting("MAP_ZOOM", 11, "Initial zoom level of the map.", int),
+    Setting("DEFAULT_LANGUAGE", "de", "UI language when the browser asks for none we offer."),
+    Setting("PAGE_SIZE", 50, "Default number of results per API page.", int),
+    Setting("MAX_PAGE_SIZE", 1000, "Hard maximum of results per API page.", int),
+    Setting("STATEMENT_TIMEOUT_MS", 5000, "Longest a single database query may run (ms); 0: no limit. PostgreSQL: "
+            "`statement_timeout`; SQLite: interrupted by a progress handler.", int),
+    Setting("SPATIALITE_LIBRARY", "mod_spatialite", "Name or path of the SpatiaLite extension "
+            "loaded into SQLite."),
+    Setting("WORKERS", 2, "Number of gunicorn worker processes for `mapservice serve`.", int),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class SettingError(ValueError):
+    """A MAPSERVICE_* variable holds a value of the wrong type."""
+
+
+def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from ``environ`` (default: ``os.environ``), falling back to defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None:
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.cast(raw)
+        except ValueError as exc:
+            raise SettingError(f"{setting.env}: {exc}") from None
+    return values
+
+
+def resolve(values: dict[str, Any]) -> dict[str, Any]:
+    """Fill the settings whose default depends on others (database file, secret key)."""
+    instance = Path(values["INSTANCE_DIR"]).resolve()
+    if not values["DATABASE_URL"]:
+        instance.mkdir(parents=True, exist_ok=True)
+        values["DATABASE_URL"] = f"sqlite:///{instance / 'mapservice.sqlite'}"
+    if not values["SECRET_KEY"]:
+        values["SECRET_KEY"] = _instance_secret(instance)
+    return values
+
+
+def _instance_secret(instance: Path) -> str:
+    # One key on disk, shared by every worker process on this machine: sessions stay valid
+    # whichever worker answers.
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        tmp = instance / f".secret_key.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic: the first worker wins, the others read its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,118 @@
+/* mapservice map: loads the resources of the visible area from the API into the cluster layer
+   and the accessible result list. User content is only ever set as text, never as HTML. */
+(function () {
+  "use strict";
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+
+  function safeUrl(url) {
+    try {
+      var parsed = new URL(url, window.location.href);
+      return (parsed.protocol === "http:" || parsed.protocol === "https:") ? parsed.href : null;
+    } catch (e) { return null; }
+  }
+
+  function categoryInfo(options, code) {
+    return (options.categories && options.categories[code]) || {label: code, icon: "circle", color: "blue"};
+  }
+
+  function popupContent(props, options) {
+    var box = el("div", {"class": "ms-popup", dir: "auto"});
+    box.appendChild(el("strong", {}, props.name));
+    var cats = (props.categories || []).map(function (c) { return categoryInfo(options, c).label; });
+    if (cats.length) { box.appendChild(el("div", {"class": "ms-cats"}, cats.join(" · "))); }
+    if (props.address || props.postcode) {
+      box.appendChild(el("div", {}, [props.address, [props.postcode, props.stadtteil].filter(Boolean).join(" ")].filter(Boolean).join(", ")));
+    } else if (props.location_confidential) {
+      box.appendChild(el("div", {"class": "ms-approx"}, options.texts.approximate));
+    }
+    if (props.opening_hours) { box.appendChild(el("div", {}, props.opening_hours)); }
+    if (props.phone) {
+      var tel = el("a", {href: "tel:" + String(props.phone).replace(/[^+0-9]/g, "")}, props.phone);
+      box.appendChild(el("div")).appendChild(tel);
+    }
+    var web = props.website && safeUrl(props.website);
+    if (web) {
+      box.appendChild(el("div")).appendChild(el("a", {href: web, rel: "noopener noreferrer", target: "_blank"}, options.texts.website));
+    }
+    return box;
+  }
+
+  function attach(map, cluster, options) {
+    var list = document.getElementById("ms-results");
+    var status = document.getElementById("ms-status");
+    var pending = null;
+    var generation = 0;
+
+    function load() {
+      var b = map.getBounds();
+      var params = new URLSearchParams(window.location.search);
+      var query = new URLSearchParams();
+      ["category", "language", "audience", "cost", "wheelchair"].forEach(function (k) {
+        params.getAll(k).forEach(function (v) { query.append(k, v); });
+      });
+      query.set("bbox", [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) {
+        return Math.max(-180, Math.min(180, v)).toFixed(6); }).join(","));
+      query.set("limit", String(options.limit));
+      var mine = ++generation;
+      fetch(options.api + "?" + query.toString(), {headers: {Accept: "application/geo+json"}})
+        .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+        .then(function (data) { if (mine === generation) { show(data); } })
+        .catch(function () { if (status) { status.textContent = options.texts.error; } });
+    }
+
+    function show(data) {
+      cluster.clearLayers();
+      var markers = [];
+      if (list) { list.textContent = ""; }
+      data.features.forEach(function (f) {
+        var p = f.properties;
+        var info = categoryInfo(options, (p.categories || [])[0]);
+        var marker = L.marker([f.geometry.coordinates[1], f.geometry.coordinates[0]], {
+          title: p.name,
+          icon: L.AwesomeMarkers.icon({icon: info.icon, prefix: "fa", markerColor: info.color})
+        });
+        marker.bindPopup(function () { return popupContent(p, options); });
+        markers.push(marker);
+        if (list) {
+          var item = el("li");
+          var button = el("button", {type: "button", "class": "ms-result", dir: "auto"}, p.name);
+          button.addEventListener("click", function () {
+            cluster.zoomToShowLayer(marker, function () { marker.openPopup(); });
+          });
+          item.appendChild(button);
+          var where = [p.address, p.stadtteil].filter(Boolean).join(", ");
+          if (where) { item.appendChild(el("span", {"class": "ms-where", dir: "auto"}, where)); }
+          list.appendChild(item);
+        }
+      });
+      cluster.addLayers(markers);
+      if (status) {
+        status.textContent = options.texts.count.replace("%(n)s", String(data.features.length)) +
+          (data.links && data.links.some(function (l) { return l.rel === "next"; }) ? " " + options.texts.more : "");
+      }
+      var state = new URLSearchParams(window.location.search);
+      var c = map.getCenter();
+      state.set("lat", c.lat.toFixed(5)); state.set("lon", c.lng.toFixed(5)); state.set("z", String(map.getZoom()));
+      window.history.replaceState(null, "", "?" + state.toString());
+    }
+
+    var params = new URLSearchParams(window.location.search);
+    var lat = parseFloat(params.get("lat")), lon = parseFloat(params.get("lon")), z = parseInt(params.get("z"), 10);
+    if (isFinite(lat) && isFinite(lon) && Math.abs(lat) <= 90 && Math.abs(lon) <= 180) {
+      map.setView([lat, lon], isFinite(z) ? Math.max(1, Math.min(z, 19)) : map.getZoom());
+    }
+    map.on("moveend", function () {
+      if (pending) { window.clearTimeout(pending); }
+      pending = window.setTimeout(load, 150);
+    });
+    load();
+  }
+
+  window.mapservice = {attach: attach};
+}());

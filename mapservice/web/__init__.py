@@ -1,0 +1,31 @@
+"""The pages: the map (a small Folium shell whose markers come from the API)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+from flask_babel import gettext as _
+
+from .. import i18n
+from .map import build_map
+
+bp = Blueprint("web", __name__)
+
+
+@bp.get("/")
+def index():
+    ctx = current_app.extensions["mapservice"]
+    lang = i18n.current_language()
+    sources = ctx["store"].sources_in_use()
+    taxonomy = ctx["taxonomy"]
+    categories = {c["code"]: {"label": c["label"], "icon": c["icon"], "color": c["color"]}
+                  for c in taxonomy.localized("categories", lang)}
+    client = {
+        "lang": lang,
+        "categories": categories,
+        "texts": {"website": _("Website"), "approximate": _("Approximate area only: the exact "
+                                                             "address is protected."),
+                  "count": _("%(n)s places in this map area.", n="%(n)s"),
+                  "more": _("Zoom in to see all."),
+                  "error": _("The places could not be loaded. Please try again.")},
+    }
+    return render_template("map.html", map=build_map(current_app.config, client),
+                           demo=any(s["name"] == "demo" for s in sources), sources=sources)

@@ -1,0 +1,145 @@
+"""The read API on both backends: formats, filters, paging links, errors as problem+json."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from mapservice.demo import load_demo
+
+
+@pytest.fixture
+def demo_client(client, store):
+    load_demo(store)
+    return client
+
+
+def test_geojson_default_with_near_and_distance(demo_client):
+    r = demo_client.get("/api/v1/resources?near=53.5511,9.9937&limit=5")
+    assert r.status_code == 200 and r.mimetype == "application/geo+json"
+    doc = r.get_json()
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 5
+    dists = [f["properties"]["distance_m"] for f in doc["features"]]
+    assert dists == sorted(dists)
+    assert any(link["rel"] == "next" for link in doc["links"])
+    assert 'rel="next"' in r.headers["Link"]
+
+
+def test_next_link_pages_through_everything(demo_client, store):
+    seen, url = [], "/api/v1/resources?limit=40&category=counselling,support_group"
+    while url:
+        doc = demo_client.get(url).get_json()
+        seen += [f["id"] for f in doc["features"]]
+        nxt = [link["href"] for link in doc["links"] if link["rel"] == "next"]
+        url = nxt[0].replace("http://localhost", "") if nxt else None
+    assert len(seen) == len(set(seen)) > 0
+    for fid in seen[:5]:
+        cats = demo_client.get(f"/api/v1/resources/{fid}").get_json()["properties"]["categories"]
+        assert {"counselling", "support_group"} & set(cats)
+
+
+def test_json_and_csv_formats(demo_client):
+    r = demo_client.get("/api/v1/resources?f=json&limit=3")
+    assert r.mimetype == "application/json" and len(r.get_json()["items"]) == 3
+    r = demo_client.get("/api/v1/resources?limit=3", headers={"Accept": "text/csv"})
+    assert r.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert len(rows) == 3 and rows[0]["name"].startswith("Demo: ")
+
+
+def test_bbox_and_category_filter(demo_client):
+    doc = demo_client.get("/api/v1/resources?bbox=9.9,53.5,10.1,53.6&category=library"
+                          "&limit=1000").get_json()
+    assert doc["features"]
+    for f in doc["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        assert 9.9 <= lon <= 10.1 and 53.5 <= lat <= 53.6
+        assert "library" in f["properties"]["categories"]
+
+
+def test_confidential_listing_has_no_exact_point_or_address(demo_client, store):
+    from sqlalchemy import select
+
+    from mapservice.models import Resource
+
+    with store.session() as s:
+        secret = s.scalars(select(Resource).where(Resource.location_confidential)).all()
+    assert secret, "the demo should contain confidential listings"
+    doc = demo_client.get("/api/v1/resources?limit=1000").get_json()
+    by_id = {f["id"]: f for f in doc["features"]}
+    for res in secret:
+        f = by_id[res.uid]
+        assert f["properties"]["address"] is None
+        assert f["properties"]["location_precision"] == "approximate"
+        assert f["geometry"]["coordinates"] != [res.exact_lon, res.exact_lat]
+        text = demo_client.get(f"/api/v1/resources/{res.uid}").get_data(as_text=True)
+        assert str(res.exact_lat) not in text and str(res.exact_lon) not in text
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("bbox=1,2,3", "bbox"),
+    ("bbox=10,53,9,54", "bbox"),
+    ("bbox=a,b,c,d", "bbox"),
+    ("near=95,10", "near"),
+    ("near=53.5", "near"),
+    ("near=53.5,10&radius=-5", "radius"),
+    ("radius=100", "radius"),
+    ("category=unicorns", "category"),
+    ("language=xx", "language"),
+    ("wheelchair=maybe", "wheelchair"),
+    ("limit=0", "limit"),
+    ("limit=1001", "limit"),
+    ("limit=ten", "limit"),
+    ("offset=-1", "offset"),
+    ("sort=random", "sort"),
+    ("sort=distance", "sort"),
+    ("f=xml", "f"),
+    ("colour=red", "colour"),
+    ("near=nan,nan", "near"),
+])
+def test_invalid_parameters_are_400_problems(client, query, parameter):
+    r = client.get(f"/api/v1/resources?{query}")
+    assert r.status_code == 400, r.data
+    assert r.mimetype == "application/problem+json"
+    body = r.get_json()
+    assert body["parameter"] == parameter and body["status"] == 400 and body["detail"]
+
+
+def test_unknown_id_and_route_are_404_problems(client):
+    r = client.get("/api/v1/resources/does-not-exist")
+    assert r.status_code == 404 and r.mimetype == "application/problem+json"
+    assert client.get("/api/v1/nothing").status_code == 404
+
+
+def test_hostile_strings_are_escaped_on_the_page(client, store):
+    store.register_source("t", attribution="<script>alert(1)</script>", licence="x")
+    store.upsert([{"source_id": "1", "name": "<img src=x onerror=alert(1)>", "lat": 53.55,
+                   "lon": 10.0}], source="t", changed_by="test")
+    page = client.get("/").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    api = client.get("/api/v1/resources").get_json()
+    assert api["features"][0]["properties"]["name"] == "<img src=x onerror=alert(1)>"
+
+
+def test_security_headers(client):
+    r = client.get("/")
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    assert "tiles.invalid" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_page_is_a_small_shell_and_names_demo_data(demo_client):
+    r = demo_client.get("/?lang=en")
+    assert len(r.data) < 30_000
+    text = r.get_data(as_text=True)
+    assert 'id="ms-demo-notice"' in text
+    assert "cdn" not in text.lower() and "https://" not in text.replace(
+        "https://www.openstreetmap.org/copyright", "")
+
+
+def test_sources_lists_attribution(demo_client):
+    doc = demo_client.get("/api/v1/sources").get_json()
+    assert [s["name"] for s in doc["sources"]] == ["demo"]
+    assert doc["sources"][0]["licence"] == "CC0-1.0"

@@ -1,0 +1,65 @@
+"""The map in real headless Chromium: demo markers render, no JS error, nothing leaves
+127.0.0.1 except tile requests."""
+from __future__ import annotations
+
+import shutil
+from urllib.parse import urlsplit
+
+import pytest
+
+from mapservice.demo import load_demo
+
+from .live import serve
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage"]
+
+
+@pytest.fixture
+def browser_context(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which("chromium") and not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium libatomic1)")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield context
+        context.close()
+
+
+@pytest.mark.parametrize("backend", ["spatialite", "postgis"], indirect=True)
+def test_map_shows_demo_markers_without_foreign_requests(app, store, browser_context, tmp_path):
+    report = load_demo(store)
+    assert report.created >= 150
+    requests: list[str] = []
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def _route(route):
+        requests.append(route.request.url)
+        if urlsplit(route.request.url).hostname != "127.0.0.1":
+            route.abort()  # tiles: no network in tests
+        else:
+            route.continue_()
+
+    page.route("**/*", _route)
+    with serve(app) as base:
+        page.goto(base + "/?lang=en", wait_until="load")
+        page.wait_for_selector(".leaflet-marker-pane > *, .marker-cluster", timeout=10_000)
+        page.wait_for_function("document.querySelectorAll('#ms-results li').length > 0")
+        shown = page.eval_on_selector_all(".leaflet-marker-pane > *", "els => els.length")
+        listed = page.eval_on_selector_all("#ms-results li", "els => els.length")
+        clusters = page.eval_on_selector_all(".marker-cluster", "els => els.length")
+        notice = page.inner_text("#ms-demo-notice")
+        page.screenshot(path=str(tmp_path / "map.png"))
+    assert errors == []
+    assert shown > 0 and clusters > 0
+    assert listed >= 150
+    assert "Demo" in notice
+    foreign = [u for u in requests if urlsplit(u).hostname != "127.0.0.1"]
+    assert foreign, "the tile layer should have asked for tiles"
+    assert all(urlsplit(u).hostname == "tiles.invalid" for u in foreign), foreign

@@ -1,0 +1,47 @@
+"""Settings are data; the README documents every one of them."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mapservice import settings
+
+from .conftest import ROOT
+
+
+def _readme_table() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return dict(re.findall(r"^\| `(MAPSERVICE_[A-Z_]+)` \| (.+?) \|", text, flags=re.M))
+
+
+def test_every_setting_is_in_the_readme_table():
+    table = _readme_table()
+    missing = [s.env for s in settings.SETTINGS if s.env not in table]
+    assert not missing, f"settings missing from the README's configuration table: {missing}"
+    unknown = sorted(set(table) - {s.env for s in settings.SETTINGS})
+    assert not unknown, f"README documents settings that do not exist: {unknown}"
+
+
+def test_readme_defaults_match_the_code():
+    table = _readme_table()
+    for s in settings.SETTINGS:
+        shown = table[s.env]
+        if s.default == "":
+            assert "empty" in shown, s.env
+        else:
+            assert shown == f"`{s.default}`", (s.env, shown)
+
+
+def test_environment_is_read_and_typed():
+    values = settings.load({"MAPSERVICE_MAP_ZOOM": "13", "MAPSERVICE_TILE_URL": "http://t/{z}"})
+    assert values["MAP_ZOOM"] == 13 and values["TILE_URL"] == "http://t/{z}"
+    with pytest.raises(settings.SettingError, match="MAPSERVICE_MAP_ZOOM"):
+        settings.load({"MAPSERVICE_MAP_ZOOM": "eleven"})
+
+
+def test_secret_key_is_created_once_and_shared(tmp_path):
+    first = settings.resolve({**settings.load({}), "INSTANCE_DIR": str(tmp_path)})
+    second = settings.resolve({**settings.load({}), "INSTANCE_DIR": str(tmp_path)})
+    assert first["SECRET_KEY"] == second["SECRET_KEY"] and len(first["SECRET_KEY"]) == 64
+    assert first["DATABASE_URL"] == f"sqlite:///{tmp_path / 'mapservice.sqlite'}"

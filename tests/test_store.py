@@ -1,0 +1,186 @@
+"""The store on both backends: upsert, versions, nearest-k, bbox, filters, confidentiality."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from pyproj import Geod
+
+from mapservice.search import SearchQuery
+from mapservice.store.base import approximate
+
+from .conftest import osm_poi_records
+
+GEOD = Geod(ellps="WGS84")
+
+
+def _rec(i: int, lat: float, lon: float, **extra) -> dict:
+    return {"source_id": f"t{i}", "name": f"Place {i}", "lat": lat, "lon": lon,
+            "categories": ["library"], "languages": ["de"], **extra}
+
+
+def test_upsert_is_idempotent_and_versions_only_changes(store):
+    records = osm_poi_records(limit=40)
+    first = store.upsert(records, source="osm", changed_by="test")
+    assert (first.created, first.updated, first.unchanged) == (40, 0, 0)
+    again = store.upsert(records, source="osm", changed_by="test")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 40)
+
+    changed = dict(records[3], name=records[3]["name"] + " (neu)", lat=records[3]["lat"] + 0.001)
+    report = store.upsert([changed], source="osm", changed_by="test")
+    assert (report.created, report.updated, report.unchanged) == (0, 1, 0)
+    hit = next(h for h in store.search(SearchQuery(limit=1000)).hits
+               if h.properties["name"] == changed["name"])
+    history = store.history(hit.properties["uid"])
+    assert [v["version"] for v in history] == [1, 2]
+    assert set(history[1]["diff"]) == {"name", "lat"}
+    assert history[1]["diff"]["name"] == [records[3]["name"], changed["name"]]
+    assert store.count() == 40
+
+
+def test_same_source_id_in_other_source_is_another_resource(store):
+    store.upsert([_rec(1, 53.55, 10.0)], source="a", changed_by="test")
+    report = store.upsert([_rec(1, 53.55, 10.0)], source="b", changed_by="test")
+    assert report.created == 1 and store.count() == 2
+
+
+def test_locked_field_is_kept_and_reported(store):
+    store.upsert([_rec(1, 53.55, 10.0)], source="a", changed_by="test")
+    from sqlalchemy import select, update
+
+    from mapservice.models import Resource
+
+    with store.session() as s, s.begin():
+        s.execute(update(Resource).values(locked_fields=["name"]))
+    report = store.upsert([_rec(1, 53.55, 10.0, name="Renamed", phone="+49 40 1")],
+                          source="a", changed_by="test")
+    assert report.updated == 1
+    assert report.conflicts == [{"source_id": "t1", "field": "name", "kept": "Place 1",
+                                 "incoming": "Renamed"}]
+    with store.session() as s:
+        res = s.scalar(select(Resource))
+        assert (res.name, res.phone) == ("Place 1", "+49 40 1")
+
+
+def test_archive_missing_never_deletes(store):
+    store.upsert([_rec(i, 53.5 + i / 100, 10.0) for i in range(5)], source="a", changed_by="t")
+    assert store.archive_missing("a", ["t0", "t1"], changed_by="t") == 3
+    assert store.count() == 2
+    assert store.count(statuses=("archived",)) == 3
+
+
+def _true_nearest(records, lat, lon, k, pred=lambda r: True):
+    dists = []
+    for r in records:
+        if pred(r):
+            _, _, d = GEOD.inv(lon, lat, r["lon"], r["lat"])
+            dists.append((d, r["source_id"]))
+    return sorted(dists)[:k]
+
+
+def test_nearest_k_matches_independent_geodesic_distances(store):
+    records = osm_poi_records()
+    rng = random.Random(7)
+    for i, r in enumerate(records):
+        r["categories"] = [rng.choice(["library", "youth_centre", "counselling"])]
+        r["languages"] = rng.sample(["de", "en", "ar", "fa", "tr"], 2)
+    store.upsert(records, source="osm", changed_by="test")
+    by_uid = {}
+    for h in store.search(SearchQuery(limit=1000)).hits:
+        by_uid[h.properties["uid"]] = h
+    name_of = {r["source_id"]: r["name"] for r in records}
+    for _ in range(15):
+        lat, lon = rng.uniform(53.45, 53.7), rng.uniform(9.75, 10.25)
+        for query, pred in [
+            (SearchQuery(near=(lat, lon), limit=10), lambda r: True),
+            (SearchQuery(near=(lat, lon), limit=7, categories=("youth_centre",)),
+             lambda r: "youth_centre" in r["categories"]),
+            (SearchQuery(near=(lat, lon), limit=5, categories=("library", "counselling"),
+                         languages=("ar",)),
+             lambda r: bool({"library", "counselling"} & set(r["categories"]))
+             and "ar" in r["languages"]),
+        ]:
+            hits = store.search(query).hits
+            expected = _true_nearest(records, lat, lon, query.limit, pred)
+            assert len(hits) == len(expected)
+            for hit, (dist, _sid) in zip(hits, expected):
+                assert hit.distance_m == pytest.approx(dist, abs=0.5)
+            assert [h.distance_m for h in hits] == sorted(h.distance_m for h in hits)
+
+
+def test_radius_and_bbox_filters(store):
+    records = osm_poi_records()
+    store.upsert(records, source="osm", changed_by="test")
+    lat, lon = 53.5511, 9.9937
+    hits = store.search(SearchQuery(near=(lat, lon), radius=1500, limit=1000)).hits
+    expected = [d for d, _ in _true_nearest(records, lat, lon, 10_000) if d <= 1500]
+    assert len(hits) == len(expected) > 0
+    assert all(h.distance_m <= 1500 for h in hits)
+
+    box = (9.95, 53.54, 10.02, 53.58)
+    hits = store.search(SearchQuery(bbox=box, limit=1000)).hits
+    inside = [r for r in records if box[0] <= r["lon"] <= box[2] and box[1] <= r["lat"] <= box[3]]
+    assert len(hits) == len(inside) > 0
+    assert all(box[0] <= h.lon <= box[2] and box[1] <= h.lat <= box[3] for h in hits)
+
+
+def test_bbox_edges_are_exact(store):
+    # points 1e-7 degrees outside the box must not come back (the index rounds to float4)
+    box = (10.0, 53.5, 10.01, 53.51)
+    recs = [_rec(0, 53.505, 10.0 - 1e-7), _rec(1, 53.505, 10.01 + 1e-7),
+            _rec(2, 53.5 - 1e-7, 10.005), _rec(3, 53.51 + 1e-7, 10.005), _rec(4, 53.505, 10.005),
+            _rec(5, 53.5, 10.0)]
+    store.upsert(recs, source="a", changed_by="t")
+    names = sorted(h.properties["name"] for h in store.search(SearchQuery(bbox=box)).hits)
+    assert names == ["Place 4", "Place 5"]
+
+
+def test_paging_and_sort_by_name(store):
+    store.upsert([_rec(i, 53.5 + i / 1000, 10.0, name=f"N{i:02d}") for i in range(25)],
+                 source="a", changed_by="t")
+    first = store.search(SearchQuery(sort="name", limit=10))
+    assert [h.properties["name"] for h in first.hits] == [f"N{i:02d}" for i in range(10)]
+    assert first.next_offset == 10
+    last = store.search(SearchQuery(sort="name", limit=10, offset=20))
+    assert [h.properties["name"] for h in last.hits] == [f"N{i:02d}" for i in range(20, 25)]
+    assert last.next_offset is None
+
+
+def test_filters_cost_wheelchair_audience(store):
+    store.upsert([_rec(1, 53.55, 10.0, cost="free", wheelchair="yes", audiences=["youth"]),
+                  _rec(2, 53.56, 10.0, cost="paid", wheelchair="limited", audiences=["seniors"]),
+                  _rec(3, 53.57, 10.0, cost="free", wheelchair="no", audiences=["youth"])],
+                 source="a", changed_by="t")
+    names = lambda q: sorted(h.properties["name"] for h in store.search(q).hits)  # noqa: E731
+    assert names(SearchQuery(cost=("free",))) == ["Place 1", "Place 3"]
+    assert names(SearchQuery(wheelchair=("yes", "limited"))) == ["Place 1", "Place 2"]
+    assert names(SearchQuery(audiences=("seniors",))) == ["Place 2"]
+    assert names(SearchQuery(audiences=("youth",), wheelchair=("no",))) == ["Place 3"]
+
+
+def test_confidential_location_is_never_exact(store):
+    lat, lon = 53.56789, 9.98765
+    store.upsert([_rec(1, lat, lon, location_confidential=True, address="Geheimweg 1")],
+                 source="a", changed_by="t")
+    (hit,) = store.search(SearchQuery()).hits
+    assert (hit.lon, hit.lat) == approximate(lon, lat)
+    assert (hit.lon, hit.lat) != (lon, lat)
+    assert hit.properties["address"] is None
+    # distance is measured to the approximate point, so it cannot be used to trilaterate
+    (near,) = store.search(SearchQuery(near=(lat, lon), limit=1)).hits
+    _, _, to_approx = GEOD.inv(lon, lat, *approximate(lon, lat))
+    assert near.distance_m == pytest.approx(to_approx, abs=0.5)
+    # re-importing the same exact point is "unchanged"
+    again = store.upsert([_rec(1, lat, lon, location_confidential=True, address="Geheimweg 1")],
+                         source="a", changed_by="t")
+    assert again.unchanged == 1
+
+
+def test_get_by_id_and_unpublished(store):
+    store.upsert([_rec(1, 53.55, 10.0), _rec(2, 53.55, 10.01, status="draft")],
+                 source="a", changed_by="t")
+    (hit,) = store.search(SearchQuery()).hits
+    assert store.get(hit.properties["uid"]).properties["name"] == "Place 1"
+    assert store.get("00000000-0000-0000-0000-000000000000") is None
+    assert math.isclose(hit.lat, 53.55)
