@@ -37,11 +37,15 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     from . import http, i18n
     from .api import bp as api_bp
+    from .hsds_api import bp as hsds_bp
+    from .ogc import bp as ogc_bp
     from .web import bp as web_bp
 
     http.init_app(app)
     i18n.init_app(app)
     app.register_blueprint(api_bp)
+    app.register_blueprint(ogc_bp)
+    app.register_blueprint(hsds_bp)
     app.register_blueprint(web_bp)
 
     from .cli import register

@@ -1,8 +1,8 @@
 """``mapservice ...`` commands; the same commands run as ``flask --app mapservice ...``."""
 from __future__ import annotations
 
-import os
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -35,6 +35,130 @@ def import_demo() -> None:
                                     if not isinstance(v, list)))
 
 
+def _progress(iterable, total, label):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=label, unit=" records", file=sys.stderr,
+                disable=None, mininterval=0.5)
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "vector", "osm", "overpass", "hsds"]),
+              help="Input format; detected from the file when not given.")
+@click.option("--source", help="Name of the source (default: the file name without suffix).")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Column/tag mapping file (YAML) instead of the built-in one.")
+@click.option("--crs", help="CRS of coordinates when the file declares none, e.g. EPSG:25832.")
+@click.option("--licence", help="Licence of the source, e.g. ODbL-1.0.")
+@click.option("--attribution", help="Attribution text the map shows for this source.")
+@click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the valid records and list the invalid ones (default: abort).")
+@click.option("--archive-missing", is_flag=True,
+              help="Archive resources of this source that are not in the file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@with_appcontext
+def import_(path: Path, fmt: str | None, source: str | None, mapping: Path | None,
+            crs: str | None, licence: str | None, attribution: str | None, dry_run: bool,
+            skip_invalid: bool, archive_missing: bool, as_json: bool) -> None:
+    """Import resources from PATH (CSV, GIS vector file, OSM, Overpass JSON, HSDS)."""
+    import json
+
+    from importers import ImportFailed, ImportOptions, run_import
+    from importers.pipeline import gazetteer_geocoder
+
+    from .errors import MapserviceError
+
+    region = tuple(float(v) for v in current_app.config["REGION_BBOX"].split(","))
+    options = ImportOptions(
+        source=source or path.name.split(".")[0], format=fmt, mapping=mapping, crs=crs,
+        dry_run=dry_run, skip_invalid=skip_invalid, archive_missing=archive_missing,
+        licence=licence, attribution=attribution, region_bbox=region,  # type: ignore[arg-type]
+        progress=_progress)
+    try:
+        report = run_import(_store(), path, options, geocoder=gazetteer_geocoder)
+    except ImportFailed as exc:
+        click.echo(f"import aborted: {exc.detail}", err=True)
+        sys.exit(2)
+    except MapserviceError as exc:
+        click.echo(f"import failed: {exc.detail}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(report.summary())
+
+
+@click.command("import-boundaries")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--level", type=click.Choice(["stadtteil", "bezirk", "auto"]), default="auto",
+              show_default=True, help="Which districts the file holds; auto: Stadtteile when "
+              "the features name their Bezirk, else Bezirke.")
+@click.option("--crs", help="CRS of coordinates when the file declares none, e.g. EPSG:25832.")
+@with_appcontext
+def import_boundaries(path: Path, level: str, crs: str | None) -> None:
+    """Load Stadtteil/Bezirk polygons from PATH and re-derive every resource's districts."""
+    from importers import ImportFailed
+    from importers.boundaries import load_boundaries
+
+    from .errors import MapserviceError
+
+    try:
+        report = load_boundaries(_store(), path, level, crs)
+    except ImportFailed as exc:
+        click.echo(f"import-boundaries aborted: {exc.detail}", err=True)
+        sys.exit(2)
+    except MapserviceError as exc:
+        click.echo(f"import-boundaries failed: {exc.detail}", err=True)
+        sys.exit(2)
+    click.echo(report.summary())
+
+
+@click.command("export")
+@click.option("--format", "fmt", type=click.Choice(["geojson", "csv", "hsds"]), required=True)
+@click.argument("out", type=click.Path(dir_okay=True, writable=True, path_type=Path))
+@click.option("--source", help="Only the resources of this source.")
+@with_appcontext
+def export(fmt: str, out: Path, source: str | None) -> None:
+    """Write every published resource to OUT (re-importable; confidential ones approximate)."""
+    from importers.export import export as run_export
+
+    from .errors import MapserviceError
+
+    try:
+        count = run_export(_store(), fmt, out, source)
+    except MapserviceError as exc:
+        click.echo(f"export failed: {exc.detail}", err=True)
+        sys.exit(2)
+    click.echo(f"exported {count} resource(s) to {out}")
+
+
+@click.command("duplicates")
+@click.option("--status", type=click.Choice(["open", "dismissed", "merged", "all"]),
+              default="open", show_default=True, help="Which flagged pairs to list.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the pairs as JSON.")
+@with_appcontext
+def duplicates(status: str, limit: int, as_json: bool) -> None:
+    """List possible duplicates: resources of different sources near each other with similar
+    names, flagged by imports for moderation (never merged automatically)."""
+    import json
+
+    pairs = _store().possible_duplicates(None if status == "all" else status, limit=limit)
+    if as_json:
+        click.echo(json.dumps(pairs, ensure_ascii=False, indent=2, default=str))
+        return
+    if not pairs:
+        click.echo(f"no {'' if status == 'all' else status + ' '}possible duplicates")
+        return
+    for p in pairs:
+        click.echo(f"#{p['id']} {p['status']:<9} score {p['score']:5.1f}  {p['distance_m']:5.1f} m"
+                   f"  {p['name']!r} ({p['source']}:{p['source_id']})  ~  {p['other_name']!r} "
+                   f"({p['other_source']}:{p['other_source_id']})")
+    click.echo(f"{len(pairs)} pair(s)")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -64,7 +188,8 @@ def serve(host: str, port: int, workers: int | None, debug: bool) -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (init_db, import_demo, serve):
+    for command in (init_db, import_demo, import_, import_boundaries, export, duplicates,
+                    serve):
         app.cli.add_command(command)
 
 

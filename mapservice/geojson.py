@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from typing import Any, Iterable
 
@@ -13,12 +14,22 @@ CSV_FIELDS = ("id", "name", "lat", "lon", "distance_m", "categories", "audiences
               "last_verified", "updated_at", "source", "description")
 
 
+def timestamp(value: dt.datetime) -> str:
+    """ISO 8601 in whole seconds, UTC: GDAL's GeoJSON reader turns a fraction like .9996 s into
+    an invalid 1000 ms, and SQLite hands back naive (UTC) values."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def properties(hit: Hit) -> dict[str, Any]:
     props = dict(hit.properties)
     uid = props.pop("uid")
     props = {"id": uid, **props}
     if props.get("location_confidential"):
         props["location_precision"] = "approximate"
+    if isinstance(props.get("updated_at"), dt.datetime):
+        props["updated_at"] = timestamp(props["updated_at"])
     if hit.distance_m is not None:
         props["distance_m"] = hit.distance_m
     return props

@@ -1,20 +1,50 @@
 """HTTP plumbing shared by every blueprint: the one error handler, problem+json, security
-headers."""
+headers, conditional requests (ETag, Last-Modified, 304), caching headers, compression (brotli,
+gzip) and CORS for the read API.
+
+Nothing here is cached in process memory: validators are computed per response (a hash of the
+body, one indexed ``max(updated_at)``), so every worker answers the same way.
+"""
 from __future__ import annotations
 
+import datetime as dt
+import gzip
 import logging
 from urllib.parse import urlsplit
 
+import brotli
 import orjson
-from flask import Flask, Response, render_template, request
-from sqlalchemy.exc import OperationalError
+from flask import Flask, Response, current_app, render_template, request
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from .errors import MapserviceError
+from .errors import InvalidParameter, MapserviceError, NotFound
+from .models import Resource
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
-_API_PREFIXES = ("/api/", "/ogc/", "/hsds/")
+# The public read API: conditional requests, public caching and CORS apply at and below these.
+READ_ROOTS = ("/api/v1", "/ogc", "/hsds")
+_API_ROOTS = ("/api", "/ogc", "/hsds")  # errors at and below these are problem+json
+# Responses built from the resource table get Last-Modified = the newest resource.updated_at
+# (of any status: archiving or unpublishing a resource changes what the public sees, too).
+_RESOURCE_DATA_PREFIXES = ("/api/v1/resources", "/ogc/collections/", "/hsds/")
+# Short: moderators change data, and a stale answer should not outlive a minute.
+API_CACHE_CONTROL = "public, max-age=60"
+COMPRESS_MIN_BYTES = 500
+_COMPRESSIBLE = frozenset({
+    "application/json", "application/geo+json", "application/problem+json",
+    "application/schema+json", "application/vnd.oai.openapi+json", "application/javascript",
+    "application/xml", "image/svg+xml", "text/csv", "text/css", "text/html", "text/javascript",
+    "text/plain", "text/xml",
+})
+_GZIP_LEVEL = 6
+_BROTLI_QUALITY = 5  # brotli's default (11) costs ~20x the CPU for a few per cent less
+CORS_EXPOSE_HEADERS = "ETag, Link, Content-Disposition"
+CORS_ALLOW_HEADERS = "Accept, Accept-Language, If-None-Match, If-Modified-Since"
+_CORS_METHODS = ("GET", "HEAD")
+_NUL = "\x00"
 
 
 def json_response(data: object, status: int = 200, mimetype: str = "application/json") -> Response:
@@ -26,14 +56,154 @@ def problem_response(problem: dict) -> Response:
     return json_response(problem, status=problem["status"], mimetype=PROBLEM_JSON)
 
 
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)
+
+
 def _wants_problem() -> bool:
-    return request.path.startswith(_API_PREFIXES)
+    return _under(request.path, _API_ROOTS)
 
 
 def tile_origin(tile_url: str) -> str:
     """The origin of the tile server, for the Content-Security-Policy (``{s}`` -> ``*``)."""
     parts = urlsplit(tile_url.replace("{s}", "*"))
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+
+# ---- conditional requests and caching ----------------------------------------------------
+_NEWEST_CHANGE = select(func.max(Resource.updated_at))
+
+
+def resources_last_modified() -> dt.datetime | None:
+    """The newest ``resource.updated_at`` (UTC), read through its index; None when empty."""
+    engine = current_app.extensions["mapservice"]["engine"]
+    with engine.connect() as conn:
+        value = conn.execute(_NEWEST_CHANGE).scalar()
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite without type processing (raw max() over text)
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)  # stored as UTC
+    return value.astimezone(dt.timezone.utc)
+
+
+def _is_anonymous(response: Response) -> bool:
+    """Public caching only for answers that depend on no credentials or cookies."""
+    return ("Authorization" not in request.headers and "Set-Cookie" not in response.headers
+            and "cookie" not in response.vary)
+
+
+def _set_last_modified(response: Response) -> None:
+    try:
+        newest = resources_last_modified()
+    except SQLAlchemyError as exc:  # the body is fine; the validator is optional
+        log.warning("no Last-Modified for %s: %s", request.path, exc)
+        return
+    if newest is None:
+        return
+    # HTTP dates have whole seconds: a change later in the same second would not move the
+    # header, so a date that young is no validator (RFC 9110, 8.8.2.2); the ETag still is.
+    if newest.replace(microsecond=0) >= dt.datetime.now(dt.timezone.utc).replace(microsecond=0):
+        return
+    response.last_modified = newest
+
+
+def _conditional(response: Response) -> Response:
+    """ETag (weak, a hash of the body), Last-Modified and Cache-Control on successful public
+    reads, then 304 when the client's copy is current."""
+    if response.status_code >= 400:
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    if (request.method not in _CORS_METHODS or response.status_code != 200
+            or not _under(request.path, READ_ROOTS) or response.is_streamed
+            or response.direct_passthrough):
+        return response
+    if _is_anonymous(response):
+        response.headers.setdefault("Cache-Control", API_CACHE_CONTROL)
+    else:
+        response.headers.setdefault("Cache-Control", "private, no-cache")
+    if request.path.startswith(_RESOURCE_DATA_PREFIXES) and "Last-Modified" not in response.headers:
+        _set_last_modified(response)
+    response.add_etag(weak=True)
+    return response.make_conditional(request)
+
+
+# ---- compression ---------------------------------------------------------------------------
+def _compressible(response: Response) -> bool:
+    mimetype = response.mimetype or ""
+    return mimetype in _COMPRESSIBLE or mimetype.endswith(("+json", "+xml"))
+
+
+def choose_encoding(accept_encoding: str | None) -> str | None:
+    """``"br"``, ``"gzip"`` or None for an Accept-Encoding header, honouring q-values (br wins
+    a tie: smaller at the same speed)."""
+    from werkzeug.datastructures import Accept
+    from werkzeug.http import parse_accept_header
+
+    accept = parse_accept_header(accept_encoding or "", Accept)
+    best = max(("br", "gzip"), key=lambda coding: accept[coding])
+    return best if accept[best] > 0 else None
+
+
+def _compress(response: Response) -> Response:
+    if not _compressible(response):
+        return response
+    response.vary.add("Accept-Encoding")
+    if (response.status_code < 200 or response.status_code in (204, 206, 304)
+            or "Content-Encoding" in response.headers):
+        return response
+    if response.direct_passthrough:  # a static file: read it (they are small) and compress
+        response.direct_passthrough = False
+    elif response.is_streamed:  # a generator: its size is unknown and it must stay streamed
+        return response
+    coding = choose_encoding(request.headers.get("Accept-Encoding"))
+    if coding is None:
+        return response
+    data = response.get_data()
+    if len(data) <= COMPRESS_MIN_BYTES:
+        return response
+    if coding == "br":
+        body = brotli.compress(data, mode=brotli.MODE_TEXT, quality=_BROTLI_QUALITY)
+    else:
+        body = gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)
+    response.set_data(body)
+    response.headers["Content-Encoding"] = coding
+    # A strong ETag promises identical bytes; the compressed body is only equivalent.
+    etag, weak = response.get_etag()
+    if etag and not weak:
+        response.set_etag(etag, weak=True)
+    return response
+
+
+# ---- CORS ----------------------------------------------------------------------------------
+def _cors(response: Response) -> Response:
+    """CORS for reading only: GET/HEAD under the read API, never HTML, never another method."""
+    if not _under(request.path, READ_ROOTS):
+        return response
+    if request.method == "OPTIONS":
+        wanted = request.headers.get("Access-Control-Request-Method", "").upper()
+        if wanted in _CORS_METHODS and "GET" in response.allow:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+            response.headers["Access-Control-Max-Age"] = "86400"
+        return response
+    if request.method in _CORS_METHODS and response.mimetype != "text/html":
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    return response
+
+
+def _reject_nul() -> None:
+    """A NUL character is no valid parameter value (and PostgreSQL refuses it in text): 400."""
+    if not _under(request.path, _API_ROOTS):
+        return
+    if _NUL in request.path:
+        raise NotFound("nothing here: the path contains a NUL character")
+    for name, value in request.args.items(multi=True):
+        if _NUL in name or _NUL in value:
+            raise InvalidParameter(name.replace(_NUL, ""), "contains a NUL character")
 
 
 def init_app(app: Flask) -> None:
@@ -71,6 +241,8 @@ def init_app(app: Flask) -> None:
             return problem_response(problem)
         return render_template("error.html", status=500, detail=problem["detail"]), 500
 
+    app.before_request(_reject_nul)
+
     tiles = tile_origin(app.config["TILE_URL"])
     csp = ("default-src 'self'; "
            # folium writes the map set-up as inline scripts
@@ -78,7 +250,6 @@ def init_app(app: Flask) -> None:
            f"img-src 'self' data: {tiles}; connect-src 'self'; font-src 'self'; "
            "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
-    @app.after_request
     def _security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -86,3 +257,12 @@ def init_app(app: Flask) -> None:
             response.headers.setdefault("Content-Security-Policy", csp)
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
+
+    @app.after_request
+    def _http(response: Response) -> Response:
+        # Registered first, so it runs after every other after_request hook has had its say.
+        # Order matters: validators are computed on the identity body, before compression.
+        response = _conditional(response)
+        response = _compress(response)
+        response = _cors(response)
+        return _security_headers(response)

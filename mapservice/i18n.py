@@ -1,12 +1,15 @@
 """UI languages (de, en, ar, fa, uk, tr) with Flask-Babel; ar and fa are right-to-left."""
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+from urllib.parse import urlencode
+
+from flask import Flask, Response, current_app, request
 from flask_babel import Babel, get_locale
 
 from .paths import PACKAGE_DIR
 
 RTL = {"ar", "fa"}
+LANG_COOKIE_MAX_AGE = 365 * 24 * 3600  # the choice made with ?lang= is kept for a year
 
 
 def ui_languages() -> tuple[str, ...]:
@@ -30,6 +33,13 @@ def text_direction(lang: str) -> str:
     return "rtl" if lang in RTL else "ltr"
 
 
+def language_url(code: str) -> str:
+    """The current page in another language: every query parameter kept (filters, lat/lon/z,
+    repeated ones too), only ``lang`` replaced."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    return "?" + urlencode([*args, ("lang", code)])
+
+
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale,
           default_translation_directories=str(PACKAGE_DIR / "translations"))
@@ -39,4 +49,18 @@ def init_app(app: Flask) -> None:
         lang = current_language()
         languages = current_app.extensions["mapservice"]["taxonomy"].languages
         return {"lang": lang, "dir": text_direction(lang), "ui_languages": ui_languages(),
-                "language_names": {code: languages[code]["native"] for code in ui_languages()}}
+                "language_names": {code: languages[code]["native"] for code in ui_languages()},
+                "language_url": language_url}
+
+    @app.after_request
+    def _remember_language(response: Response) -> Response:
+        # ?lang= is an explicit choice: keep it in a cookie so the next page (without ?lang=)
+        # stays in that language. Only offered codes are stored.
+        chosen = request.args.get("lang")
+        if chosen in ui_languages():
+            response.set_cookie("lang", chosen, max_age=LANG_COOKIE_MAX_AGE, samesite="Lax",
+                                secure=request.is_secure, httponly=True)
+        if response.mimetype == "text/html":
+            # the page's language follows ?lang=, the cookie and Accept-Language
+            response.vary.update(("Cookie", "Accept-Language"))
+        return response

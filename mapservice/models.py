@@ -10,8 +10,8 @@ import uuid
 from typing import Any
 
 from geoalchemy2 import Geometry
-from sqlalchemy import (JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint, func)
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, Float, ForeignKey, Index,
+                        Integer, String, Text, UniqueConstraint, func, text)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -77,7 +77,9 @@ class Resource(Base):
     __tablename__ = "resource"
     __table_args__ = (
         UniqueConstraint("source", "source_id", name="uq_resource_source"),
-        Index("ix_resource_status", "status"),
+        Index("ix_resource_unpublished", "status",
+              postgresql_where=text("status <> 'published'"),
+              sqlite_where=text("status <> 'published'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -165,5 +167,55 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+DISTRICT_LEVELS = ("stadtteil", "bezirk")
+
+
+class District(Base):
+    """A Stadtteil or Bezirk polygon (``mapservice import-boundaries``). Resources take their
+    ``stadtteil``/``bezirk`` from these by point-in-polygon; ``bezirk`` on a Stadtteil names its
+    Bezirk, which also covers Stadtteile the Bezirk layer leaves out (Neuwerk)."""
+
+    __tablename__ = "district"
+    __table_args__ = (UniqueConstraint("level", "code", name="uq_district_level_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    level: Mapped[str] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(100))
+    bezirk: Mapped[str | None] = mapped_column(String(100))
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
+
+
+DUPLICATE_STATUSES = ("open", "dismissed", "merged")
+
+
+class PossibleDuplicate(Base):
+    """Two resources from different sources that are near each other and have similar names.
+
+    Flagged for moderation, never merged silently (``Store.flag_duplicates``). A pair is stored
+    once, ``resource_a_id < resource_b_id``, so re-imports do not flag it again — not even
+    after a moderator dismissed it.
+    """
+
+    __tablename__ = "possible_duplicate"
+    __table_args__ = (
+        UniqueConstraint("resource_a_id", "resource_b_id", name="uq_possible_duplicate_pair"),
+        CheckConstraint("resource_a_id < resource_b_id", name="ck_possible_duplicate_order"),
+        Index("ix_possible_duplicate_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_a_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
+    resource_b_id: Mapped[int] = mapped_column(ForeignKey("resource.id"), index=True)
+    distance_m: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    resource_a: Mapped[Resource] = relationship(foreign_keys=[resource_a_id])
+    resource_b: Mapped[Resource] = relationship(foreign_keys=[resource_b_id])
+
+
 __all__ = ["Base", "Source", "Organization", "Resource", "ResourceVersion", "User", "ApiToken",
+           "District", "DISTRICT_LEVELS", "PossibleDuplicate", "DUPLICATE_STATUSES",
            "STATUSES", "COSTS", "WHEELCHAIR", "ROLES", "func"]

@@ -51,6 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAP_CENTER_LAT", 53.5511, "Latitude of the initial map centre.", float),
     Setting("MAP_CENTER_LON", 9.9937, "Longitude of the initial map centre.", float),
     Setting("MAP_ZOOM", 11, "Initial zoom level of the map.", int),
+    Setting("REGION_BBOX", "8.40,53.39,10.33,53.97", "Bounding box `minlon,minlat,maxlon,maxlat` "
+            "of the service region; importers warn about points outside it (default: Hamburg, "
+            "Neuwerk included)."),
     Setting("DEFAULT_LANGUAGE", "de", "UI language when the browser asks for none we offer."),
     Setting("PAGE_SIZE", 50, "Default number of results per API page.", int),
     Setting("MAX_PAGE_SIZE", 1000, "Hard maximum of results per API page.", int),

@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["spatialite", "postgis"]
-TABLES = ("api_token", "user_account", "resource_version", "resource", "organization", "source")
 
 
 def shared_data(*parts: str) -> Path:
@@ -84,11 +83,15 @@ def database_url(request, backend: str) -> str:
 
 
 def _clean(engine) -> None:
+    """Empty every table of the models (children first), keeping the schema."""
+    from mapservice.models import Base
+
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
-            for table in TABLES:
+            for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
 
 

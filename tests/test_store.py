@@ -86,10 +86,6 @@ def test_nearest_k_matches_independent_geodesic_distances(store):
         r["categories"] = [rng.choice(["library", "youth_centre", "counselling"])]
         r["languages"] = rng.sample(["de", "en", "ar", "fa", "tr"], 2)
     store.upsert(records, source="osm", changed_by="test")
-    by_uid = {}
-    for h in store.search(SearchQuery(limit=1000)).hits:
-        by_uid[h.properties["uid"]] = h
-    name_of = {r["source_id"]: r["name"] for r in records}
     for _ in range(15):
         lat, lon = rng.uniform(53.45, 53.7), rng.uniform(9.75, 10.25)
         for query, pred in [
@@ -184,3 +180,39 @@ def test_get_by_id_and_unpublished(store):
     assert store.get(hit.properties["uid"]).properties["name"] == "Place 1"
     assert store.get("00000000-0000-0000-0000-000000000000") is None
     assert math.isclose(hit.lat, 53.55)
+
+
+def test_nearest_uses_the_spatial_index(store, engine, backend):
+    """PostGIS orders by KNN ``<->`` on the GiST index; SpatiaLite reads an R*Tree window."""
+    from sqlalchemy import event
+
+    store.upsert(osm_poi_records(), source="osm", changed_by="test")
+    statements: list[tuple[str, object]] = []
+
+    def _capture(conn, cursor, statement, parameters, context, many):
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", _capture)
+    try:
+        store.search(SearchQuery(near=(53.55, 10.0), limit=10, categories=("community_centre",)))
+    finally:
+        event.remove(engine, "before_cursor_execute", _capture)
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        cur = raw.cursor()
+        plans = []
+        if backend == "postgis":
+            cur.execute("ANALYZE resource")
+            cur.execute("SET enable_seqscan = off")  # tiny table: show the index can serve it
+            knn = [s for s in statements if "<->" in s[0]]
+            assert knn, "nearest-k must use the KNN operator"
+            cur.execute("EXPLAIN " + knn[0][0], knn[0][1])
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            assert "idx_resource_geom" in plan and "Order By" in plan, plan
+        else:
+            for statement, params in statements:
+                cur.execute("EXPLAIN QUERY PLAN " + statement, params)
+                plans.append("\n".join(str(r) for r in cur.fetchall()))
+            assert all("idx_resource_geom" in p for p in plans), plans
+            assert not any("knn" in s.lower() for s, _ in statements)
+        cur.close()

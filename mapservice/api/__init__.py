@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request, url_for
 
+from .. import geocode
 from ..errors import InvalidParameter, NotFound
 from ..geojson import feature, feature_collection, properties, to_csv
 from ..http import json_response
-from ..search import parse_search
+from ..search import parse_search, parse_text
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -70,3 +71,68 @@ def resource(uid: str) -> Response:
 def sources() -> Response:
     """Licences and attributions of the sources whose resources are shown."""
     return json_response({"sources": _ctx()["store"].sources_in_use()})
+
+
+def _only(*allowed: str) -> None:
+    for name in request.args:
+        if name not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise InvalidParameter(name, f"unknown parameter; known: {known}")
+
+
+def _label_language() -> str:
+    """``lang`` if given (it must be a UI language), else the best of Accept-Language, else the
+    default. No cookie: the answer depends only on the URL and Accept-Language."""
+    offered = _ctx()["taxonomy"].ui_languages
+    lang = request.args.get("lang")
+    if lang is not None:
+        if lang not in offered:
+            raise InvalidParameter("lang", f"unknown language {lang!r}; allowed: "
+                                           + ", ".join(offered))
+        return lang
+    # By the client's preference, matching the primary subtag ("fa-IR" -> fa): werkzeug's
+    # best_match would prefer a lower-ranked exact "en" to the first choice "fa-IR".
+    for value, quality in request.accept_languages:
+        primary = value.replace("_", "-").split("-")[0].lower()
+        if quality > 0 and primary in offered:
+            return primary
+    return current_app.config["DEFAULT_LANGUAGE"]
+
+
+@bp.get("/categories")
+def categories() -> Response:
+    """The taxonomy (categories, resilience domains, audiences, languages) with labels in one
+    UI language."""
+    _only("lang")
+    taxonomy, lang = _ctx()["taxonomy"], _label_language()
+    response = json_response({"lang": lang, **{kind: taxonomy.localized(kind, lang) for kind in
+                                               ("categories", "domains", "audiences",
+                                                "languages")}})
+    response.headers["Content-Language"] = lang
+    response.vary.add("Accept-Language")
+    return response
+
+
+@bp.get("/districts")
+def districts() -> Response:
+    """The Bezirke with their Stadtteile (centroids and bounding boxes): the names
+    ``district`` accepts."""
+    _only()
+    return json_response({"districts": geocode.default().bezirke()})
+
+
+@bp.get("/geocode")
+def geocode_place() -> Response:
+    """A postcode, Stadtteil or Bezirk -> coordinates, from the offline gazetteer."""
+    _only("q")
+    values = request.args.getlist("q")
+    if len(values) > 1:
+        raise InvalidParameter("q", "given more than once")
+    text = parse_text(values[0] if values else None)
+    if text is None:
+        raise InvalidParameter("q", "is missing or empty: give a postcode, Stadtteil or Bezirk")
+    return json_response({"query": text, "results": geocode.default().geocode(text)})
+
+
+# The OpenAPI document (/openapi.json) and its reference page (/docs) register on ``bp``.
+from . import openapi  # noqa: E402,F401

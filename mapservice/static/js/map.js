@@ -100,6 +100,12 @@
       var c = map.getCenter();
       state.set("lat", c.lat.toFixed(5)); state.set("lon", c.lng.toFixed(5)); state.set("z", String(map.getZoom()));
       window.history.replaceState(null, "", "?" + state.toString());
+      // keep the language links pointing at the current view
+      document.querySelectorAll(".ms-lang a[hreflang]").forEach(function (a) {
+        var withLang = new URLSearchParams(state);
+        withLang.set("lang", a.getAttribute("hreflang"));
+        a.setAttribute("href", "?" + withLang.toString());
+      });
     }
 
     var params = new URLSearchParams(window.location.search);

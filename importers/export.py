@@ -1,0 +1,100 @@
+"""``mapservice export``: every published resource as GeoJSON or CSV that imports back.
+
+The rows come from ``Store.search`` - the one search path, so an export shows exactly what the
+public API shows: a confidential resource has its approximate point and no address. Each row
+carries every field the importers read (``id`` is the resource's public id and becomes the
+source id on re-import), in the same shape as the API (:mod:`mapservice.geojson`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import orjson
+
+from mapservice.errors import MapserviceError
+from mapservice.geojson import _csv_cell, feature, properties
+from mapservice.search import SearchQuery
+from mapservice.store import Hit, Store
+
+FORMATS = ("geojson", "csv", "hsds")
+PAGE_SIZE = 5000
+CSV_FIELDS = ("id", "name", "lat", "lon", "categories", "audiences", "languages", "cost",
+              "wheelchair", "opening_hours", "address", "postcode", "stadtteil", "bezirk",
+              "phone", "email", "website", "organization", "location_confidential",
+              "last_verified", "description", "translations", "updated_at", "source")
+
+
+class ExportUnavailable(MapserviceError):
+    """The requested export format is not installed."""
+
+    status = 501
+    title = "Export format not available"
+
+
+def published(store: Store, source: str | None = None) -> Iterator[Hit]:
+    """Every published resource (of ``source``), page by page in a stable order."""
+    offset: int | None = 0
+    while offset is not None:
+        result = store.search(SearchQuery(limit=PAGE_SIZE, offset=offset))
+        for hit in result.hits:
+            if source is None or hit.properties.get("source") == source:
+                yield hit
+        offset = result.next_offset
+
+
+def write_geojson(store: Store, out: IO[bytes], source: str | None = None) -> int:
+    """Stream a FeatureCollection (with the sources' licences) to ``out``; returns the count."""
+    sources = store.sources_in_use()
+    if source is not None:
+        sources = [s for s in sources if s["name"] == source]
+    out.write(b'{"type":"FeatureCollection","sources":' + orjson.dumps(sources)
+              + b',"features":[\n')
+    count = 0
+    for hit in published(store, source):
+        out.write((b",\n" if count else b"") + orjson.dumps(feature(hit)))
+        count += 1
+    out.write(b"\n]}\n")
+    return count
+
+
+def _csv_row(hit: Hit) -> dict[str, Any]:
+    row = properties(hit)
+    row.update(lat=hit.lat, lon=hit.lon,
+               translations=orjson.dumps(row.get("translations") or {}).decode())
+    return {name: _csv_cell(row.get(name)) for name in CSV_FIELDS}
+
+
+def write_csv(store: Store, out: IO[bytes], source: str | None = None) -> int:
+    """Stream UTF-8 CSV (lists joined with ``;``, translations as JSON) to ``out``."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    count = 0
+    for hit in published(store, source):
+        writer.writerow(_csv_row(hit))
+        count += 1
+    text.flush()
+    text.detach()
+    return count
+
+
+def export(store: Store, fmt: str, out: Path, source: str | None = None) -> int:
+    """Write ``store``'s published resources to ``out`` in ``fmt``; returns how many (HSDS:
+    what its exporter returns)."""
+    if fmt == "hsds":
+        try:
+            from importers.hsds import export_hsds
+        except ImportError:
+            raise ExportUnavailable("HSDS export is not available (importers.hsds."
+                                    "export_hsds is missing)") from None
+        if source is not None:
+            raise MapserviceError("--source is not supported with --format hsds")
+        return export_hsds(store, out)
+    writers = {"geojson": write_geojson, "csv": write_csv}
+    if fmt not in writers:
+        raise MapserviceError(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
+    with Path(out).open("wb") as fh:
+        return writers[fmt](store, fh, source)

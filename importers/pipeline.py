@@ -1,0 +1,290 @@
+"""The one import pipeline: ``read -> map -> validate -> upsert -> report``.
+
+Every format module registers a :class:`Reader` that turns a file into :class:`Candidate`
+records (already mapped to the model's fields, each with the place it came from). The pipeline
+then geocodes what lacks coordinates, validates everything *before* writing, and either writes
+all valid records in one transaction or nothing:
+
+- by default one invalid record aborts the run and nothing is written (:class:`ImportFailed`
+  lists every problem with its file, row/feature number and field);
+- ``skip_invalid`` writes the valid records and reports the rest;
+- ``dry_run`` does all the work inside a transaction that is rolled back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from mapservice.errors import MapserviceError
+from mapservice.store import Store
+from mapservice.store.base import BULK_THRESHOLD
+
+from . import validate as _validate
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a value came from: the file, the record's number in it and the field."""
+
+    file: str
+    item: int | None = None  # 1-based: CSV data row, feature, OSM element, HSDS record
+    kind: str = "row"
+    field: str | None = None
+    ref: str | None = None  # the item's own id in the source, e.g. OSM "way/456"
+
+    def at(self, field_name: str) -> Where:
+        return Where(self.file, self.item, self.kind, field_name, self.ref)
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.item is not None:
+            parts.append(f"{self.kind} {self.item}" + (f" ({self.ref})" if self.ref else ""))
+        elif self.ref:
+            parts.append(self.ref)
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: Where
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.where.file, "item": self.where.item, "kind": self.where.kind,
+                "field": self.where.field, "ref": self.where.ref, "message": self.message}
+
+
+@dataclass
+class Candidate:
+    """One record read from a file and mapped onto the model (``source_id`` + content fields,
+    ``organization`` as a mapping). ``problems`` are mapping errors the reader found."""
+
+    where: Where
+    record: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+class ImportFailed(MapserviceError):
+    """The input has errors; nothing was written."""
+
+    status = 400
+    title = "Invalid import data"
+
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        head = f"{len(problems)} problem(s)" + (f" in {total} record(s)" if total else "")
+        super().__init__(head + "; nothing was written:\n" + "\n".join(
+            f"  {p}" for p in problems[:50]) + ("\n  ..." if len(problems) > 50 else ""))
+        self.problems = problems
+
+    def problem(self) -> dict[str, Any]:
+        return {**super().problem(), "errors": [p.as_dict() for p in self.problems[:1000]]}
+
+
+@dataclass
+class ImportOptions:
+    source: str
+    format: str | None = None
+    mapping: Path | None = None
+    crs: str | None = None
+    dry_run: bool = False
+    skip_invalid: bool = False
+    archive_missing: bool = False
+    licence: str | None = None
+    attribution: str | None = None
+    region_bbox: tuple[float, float, float, float] | None = None
+    progress: Callable[[Iterable[Any], int | None, str], Iterable[Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportReport:
+    source: str
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    archived: int = 0
+    invalid: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "read": self.read, "created": self.created,
+                "updated": self.updated, "unchanged": self.unchanged, "archived": self.archived,
+                "invalid": [p.as_dict() for p in self.invalid],
+                "warnings": [p.as_dict() for p in self.warnings],
+                "duplicates": self.duplicates, "conflicts": self.conflicts,
+                "dry_run": self.dry_run}
+
+    def summary(self) -> str:
+        lines = [("DRY RUN - nothing was written. " if self.dry_run else "")
+                 + f"{self.source}: read {self.read}, created {self.created}, updated "
+                 f"{self.updated}, unchanged {self.unchanged}, archived {self.archived}, "
+                 f"invalid {len(self.invalid)}, warnings {len(self.warnings)}, possible "
+                 f"duplicates {len(self.duplicates)}, conflicts {len(self.conflicts)}"]
+        for title, items in (("invalid (skipped)", self.invalid), ("warnings", self.warnings)):
+            if items:
+                lines.append(f"{title}:")
+                lines += [f"  {p}" for p in items[:100]]
+                if len(items) > 100:
+                    lines.append(f"  ... and {len(items) - 100} more")
+        if self.conflicts:
+            lines.append("conflicts (moderator edits kept):")
+            lines += [f"  {c['source_id']}: {c['field']}: kept {c['kept']!r}, incoming "
+                      f"{c['incoming']!r}" for c in self.conflicts[:100]]
+        if self.duplicates:
+            lines.append("possible duplicates (for moderation):")
+            lines += [f"  {d['name']!r} ~ {d['other_name']!r} ({d['distance_m']:.0f} m, "
+                      f"{d['other_source']})" for d in self.duplicates[:100]]
+        return "\n".join(lines)
+
+
+class Reader(Protocol):
+    """A format: turns a file into mapped candidates."""
+
+    name: str
+    suffixes: tuple[str, ...]
+
+    def sniff(self, path: Path) -> bool:
+        """True when ``path`` looks like this format (used when --format is not given)."""
+
+    def read(self, path: Path, options: ImportOptions) -> Iterator[Candidate]: ...
+
+
+READERS: dict[str, Reader] = {}
+
+
+def register(reader: Reader) -> Reader:
+    READERS[reader.name] = reader
+    return reader
+
+
+def _load_readers() -> None:
+    # Import the format modules so they register themselves; a module that is missing (not
+    # written yet, or its optional dependency absent) simply offers no reader.
+    import importlib
+
+    for module in ("csv_reader", "vector", "osm", "hsds"):
+        try:
+            importlib.import_module(f"importers.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name not in {f"importers.{module}"}:
+                raise
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path``: first by a reader's ``sniff``, in registration order."""
+    _load_readers()
+    for name, reader in READERS.items():
+        if reader.sniff(path):
+            return name
+    raise MapserviceError(f"{path}: cannot tell the format; pass --format "
+                          f"({'|'.join(READERS) or 'none available'})")
+
+
+def reader_for(name: str) -> Reader:
+    _load_readers()
+    try:
+        return READERS[name]
+    except KeyError:
+        raise MapserviceError(f"unknown format {name!r}; available: "
+                              f"{', '.join(READERS)}") from None
+
+
+def run_import(store: Store, path: Path, options: ImportOptions,
+               geocoder: Callable[[dict[str, Any]], tuple[float, float] | None] | None = None
+               ) -> ImportReport:
+    """Import ``path`` into ``store``; see the module docstring for the rules."""
+    path = Path(path)
+    if not path.exists():
+        raise MapserviceError(f"{path}: no such file or directory")
+    fmt = options.format or detect_format(path)
+    reader = reader_for(fmt)
+    report = ImportReport(source=options.source, dry_run=options.dry_run)
+    candidates = reader.read(path, options)
+    if options.progress is not None:
+        candidates = options.progress(candidates, None, f"reading {path.name}")
+    valid: list[dict[str, Any]] = []
+    valid_where: list[Where] = []
+    problems: list[Problem] = []
+    seen: dict[str, Where] = {}
+    for cand in candidates:
+        report.read += 1
+        report.warnings.extend(cand.warnings)
+        errors = list(cand.problems)
+        rec = cand.record
+        if not errors:
+            if rec.get("lat") is None or rec.get("lon") is None:
+                point = geocoder(rec) if geocoder else None
+                if point is not None:
+                    rec["lat"], rec["lon"] = point
+                    report.warnings.append(Problem(cand.where, "no coordinates; placed at the "
+                                                   "centroid of its postcode/district"))
+            checked, errs, warns = _validate.record(rec, cand.where, options.region_bbox)
+            errors += errs
+            report.warnings.extend(warns)
+            sid = str(rec.get("source_id") or "")
+            if sid and sid in seen and not errs:
+                errors.append(Problem(cand.where.at("source_id"), f"source id {sid!r} also "
+                                      f"appears at {seen[sid]}"))
+            elif sid:
+                seen[sid] = cand.where
+            if not errors:
+                valid.append(checked)
+                valid_where.append(cand.where)
+        problems += errors
+    if problems and not options.skip_invalid:
+        raise ImportFailed(problems, report.read)
+    report.invalid = problems
+    if not valid and report.read and not options.skip_invalid:
+        raise ImportFailed([Problem(Where(str(path)), "no records found")])
+    # Stadtteil/Bezirk by point-in-polygon once boundaries are loaded, before the upsert
+    # compares: a re-import then finds the same derived values and changes nothing.
+    from .boundaries import derive as derive_districts
+
+    report.warnings.extend(derive_districts(store, valid, valid_where))
+
+    if not options.dry_run:
+        # A format may name the licence its data always carries (OSM: ODbL, which requires
+        # the attribution on the map); an explicit --licence/--attribution wins.
+        store.register_source(
+            options.source, licence=options.licence or getattr(reader, "licence", None),
+            attribution=options.attribution or getattr(reader, "attribution", None))
+    changed_by = f"import:{options.source}"
+    # Many records take the set-based path (COPY / one executemany + merge); same result.
+    write = store.bulk_upsert if len(valid) > BULK_THRESHOLD else store.upsert
+    upserted = write(valid, source=options.source, changed_by=changed_by,
+                     dry_run=options.dry_run)
+    report.created, report.updated = upserted.created, upserted.updated
+    report.unchanged, report.conflicts = upserted.unchanged, upserted.conflicts
+    if options.archive_missing:
+        report.archived = store.archive_missing(
+            options.source, [r["source_id"] for r in valid], changed_by=changed_by,
+            dry_run=options.dry_run)
+    if not options.dry_run and hasattr(store, "flag_duplicates"):
+        report.duplicates = store.flag_duplicates(options.source)
+    return report
+
+
+
+def gazetteer_geocoder(rec: dict[str, Any]) -> tuple[float, float] | None:
+    """Place a record without coordinates at its postcode's or district's centroid, from the
+    offline gazetteer (never the network)."""
+    from mapservice import geocode
+
+    for key in ("postcode", "stadtteil", "bezirk"):
+        value = rec.get(key)
+        if value:
+            point = geocode.centroid(str(value))
+            if point is not None:
+                return point
+    return None

@@ -1,0 +1,154 @@
+"""Validation of one mapped record before anything is written.
+
+Returns the cleaned record (normalised URL, email, phone), the errors and the warnings, each
+naming the field. Errors make a record invalid; warnings are reported and the record is kept.
+"""
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from mapservice.models import COSTS, STATUSES, WHEELCHAIR
+from mapservice.taxonomy import default as taxonomy
+
+from . import pipeline
+
+
+@lru_cache(maxsize=4096)
+def _hours_error(value: str) -> str | None:
+    import opening_hours
+
+    try:
+        opening_hours.OpeningHours(value)
+    except Exception as exc:  # noqa: BLE001 - the parser raises its own error type
+        return str(exc).splitlines()[0][:200]
+    return None
+
+
+def normalise_url(value: str) -> str:
+    """``example.org/x`` -> ``https://example.org/x``; only http(s) URLs with a host."""
+    value = value.strip()
+    if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+        value = "https://" + value
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname \
+            or "." not in parts.hostname or " " in value:
+        raise ValueError(f"{value!r} is not a web address (http/https)")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/",
+                       parts.query, parts.fragment))
+
+
+def normalise_phone(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, "DE")
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{value!r} is not a phone number ({exc})") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError(f"{value!r} is not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def normalise_email(value: str) -> str:
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not an email address ({exc})") from None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = value.strip().replace(",", ".") if value.count(",") == 1 and "." not in value \
+            else value.strip()
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def record(rec: dict[str, Any], where: pipeline.Where,
+           region: tuple[float, float, float, float] | None
+           ) -> tuple[dict[str, Any], list[pipeline.Problem], list[pipeline.Problem]]:
+    """Check and clean one record."""
+    Problem = pipeline.Problem
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    out = dict(rec)
+    tax = taxonomy()
+
+    if not str(out.get("source_id") or "").strip():
+        errors.append(Problem(where.at("source_id"), "missing source id"))
+    name = str(out.get("name") or "").strip()
+    if not name:
+        errors.append(Problem(where.at("name"), "missing name"))
+    elif len(name) > 300:
+        errors.append(Problem(where.at("name"), f"name longer than 300 characters ({len(name)})"))
+    out["name"] = name
+
+    try:
+        lat, lon = _number(out.get("lat")), _number(out.get("lon"))
+    except (TypeError, ValueError):
+        errors.append(Problem(where.at("lat/lon"), f"coordinates {out.get('lat')!r}, "
+                              f"{out.get('lon')!r} are not numbers"))
+        lat = lon = None
+    else:
+        if lat is None or lon is None:
+            errors.append(Problem(where.at("lat/lon"), "no coordinates and no postcode or "
+                                  "district to place it by"))
+        elif not -90 <= lat <= 90:
+            errors.append(Problem(where.at("lat"), f"latitude {lat} is outside -90..90"))
+        elif not -180 <= lon <= 180:
+            errors.append(Problem(where.at("lon"), f"longitude {lon} is outside -180..180"))
+        elif region and not (region[0] <= lon <= region[2] and region[1] <= lat <= region[3]):
+            warnings.append(Problem(where.at("lat/lon"), f"point ({lat}, {lon}) lies outside "
+                                    "the service region"))
+    out["lat"], out["lon"] = lat, lon
+
+    for name_, convert in (("website", normalise_url), ("email", normalise_email),
+                           ("phone", normalise_phone)):
+        value = out.get(name_)
+        if value is None or str(value).strip() == "":
+            out[name_] = None
+            continue
+        try:
+            out[name_] = convert(str(value))
+        except ValueError as exc:
+            errors.append(Problem(where.at(name_), str(exc)))
+
+    hours = out.get("opening_hours")
+    if hours is not None and str(hours).strip():
+        out["opening_hours"] = str(hours).strip()
+        problem = _hours_error(out["opening_hours"])
+        if problem:
+            errors.append(Problem(where.at("opening_hours"),
+                                  f"{out['opening_hours']!r} is not valid opening_hours "
+                                  f"syntax: {problem}"))
+    else:
+        out["opening_hours"] = None
+
+    for field_, allowed in (("categories", tax.categories), ("audiences", tax.audiences),
+                            ("languages", tax.languages)):
+        values = list(dict.fromkeys(out.get(field_) or []))
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            errors.append(Problem(where.at(field_), f"unknown code(s) {', '.join(unknown)}"))
+        out[field_] = values
+    for field_, allowed, default in (("cost", COSTS, "unknown"),
+                                     ("wheelchair", WHEELCHAIR, "unknown"),
+                                     ("status", STATUSES, "published")):
+        value = out.get(field_) or default
+        if value not in allowed:
+            errors.append(Problem(where.at(field_), f"{value!r} is not one of "
+                                  f"{', '.join(allowed)}"))
+        out[field_] = value
+    if not out["categories"] and name:
+        warnings.append(Problem(where.at("categories"), "no category: the resource is only "
+                                "found without a category filter"))
+    return out, errors, warnings

@@ -1,0 +1,197 @@
+"""GIS vector files through pyogrio/GDAL: GeoJSON, GeoPackage, Shapefile (also zipped), GML/WFS
+output, and whatever else GDAL reads.
+
+Coordinates are reprojected to WGS84 from the CRS the file declares, or from ``--crs``, which
+also overrides a declared one. A file that declares no CRS and whose coordinates cannot be
+longitude/latitude is refused (Hamburg's own data is usually EPSG:25832). Lines and polygons
+become a point *inside* them (``point_on_surface``; a centroid can fall outside a bent
+building). Attributes are mapped with the CSV column mapping (:mod:`importers.csv_reader`).
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import shapely
+
+from .csv_reader import RowMapper, finish, load_mapping, transformer
+from .pipeline import Candidate, ImportFailed, ImportOptions, Problem, Where, register
+
+_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".zip", ".gml", ".xml", ".kml", ".fgb",
+             ".sqlite", ".geojsonl", ".geojsons")
+_ZIPPED = (".shp", ".gpkg", ".geojson", ".gml", ".kml", ".fgb")
+# GML: find the srsName on the geometries even when an .xsd lies beside the file (Hamburg's WFS
+# output, see the Kita sample), and never write a .gfs file next to the user's data.
+_GML_OPTIONS = {"FORCE_SRS_DETECTION": "YES", "WRITE_GFS": "NO"}
+
+
+@dataclass
+class Layer:
+    """One layer of a vector file: attribute columns and geometries in their own CRS."""
+
+    file: str  # how problems name it: the path, plus the layer when the file has several
+    name: str
+    crs: str | None
+    fields: list[str]
+    columns: list[np.ndarray]
+    geometries: np.ndarray  # shapely geometries (None where a feature has none)
+
+    def row(self, index: int) -> dict[str, Any]:
+        return {name: column[index] for name, column in zip(self.fields, self.columns)}
+
+
+def gdal_path(path: Path) -> str:
+    """The path GDAL opens: a .zip through /vsizip/."""
+    text = str(path)
+    return f"/vsizip/{text}" if path.suffix.lower() == ".zip" else text
+
+
+def read_layers(path: Path, layer: str | None = None) -> Iterator[Layer]:
+    """The layers of ``path`` that have geometries (or only ``layer``), read whole."""
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError, FieldError, GeometryError
+
+    file = str(path)
+    source = gdal_path(path)
+    gml = path.suffix.lower() in (".gml", ".xml")
+    options = _GML_OPTIONS if gml else {}
+    errors = (DataSourceError, DataLayerError, FieldError, GeometryError, OSError, ValueError,
+              RuntimeError)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ImportFailed([Problem(Where(file), "the file is empty")])
+    try:
+        listed = pyogrio.list_layers(source)
+    except errors as exc:
+        raise ImportFailed([Problem(Where(file), _unreadable(path, exc))]) from None
+    names = [str(n) for n, kind in listed if kind is not None]
+    if layer is not None:
+        if layer not in [str(n) for n, _kind in listed]:
+            raise ImportFailed([Problem(Where(file, field="layer"), f"no layer {layer!r}; the "
+                                        f"file has {', '.join(map(str, listed[:, 0]))}")])
+        names = [layer]
+    if not names:
+        raise ImportFailed([Problem(Where(file), "the file has no layer with geometries")])
+    for name in names:
+        try:
+            meta, _fids, wkb, columns = pyogrio.raw.read(source, layer=name,
+                                                         datetime_as_string=True, **options)
+        except errors as exc:
+            raise ImportFailed([Problem(Where(file), f"cannot read layer {name!r}: {exc}")]
+                               ) from None
+        geometries = (shapely.from_wkb(wkb, on_invalid="ignore") if wkb is not None
+                      else np.full(len(columns[0]) if columns else 0, None, dtype=object))
+        label = file if len(names) == 1 else f"{file} (layer {name})"
+        yield Layer(label, name, meta.get("crs"), [str(f) for f in meta["fields"]],
+                    list(columns), geometries)
+
+
+def to_wgs84(geometries: np.ndarray, crs: str | None, override: str | None,
+             file: str) -> np.ndarray:
+    """``geometries`` in EPSG:4326 (lon, lat). ``override`` (``--crs``) wins over the declared
+    ``crs``; with neither, coordinates must already be lon/lat."""
+    source = override or crs
+    if source is None:
+        present = geometries[~shapely.is_missing(geometries) & ~shapely.is_empty(geometries)]
+        if len(present):
+            minx, miny, maxx, maxy = shapely.total_bounds(present)
+            if max(abs(minx), abs(maxx)) > 180 or max(abs(miny), abs(maxy)) > 90:
+                raise ImportFailed([Problem(Where(file, field="crs"), (
+                    f"the file declares no coordinate reference system and its coordinates "
+                    f"(x {minx:.0f}..{maxx:.0f}, y {miny:.0f}..{maxy:.0f}) are not "
+                    "longitude/latitude; pass the CRS they are in, e.g. --crs EPSG:25832 "
+                    "(ETRS89 / UTM 32N, common in Hamburg's data)"))])
+        return geometries
+    project = transformer(source, file)
+    if project.source_crs is not None and project.source_crs.to_epsg() == 4326:
+        return geometries
+
+    def _xy(coords: np.ndarray) -> np.ndarray:
+        x, y = project.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geometries, _xy)
+
+
+def inner_points(geometries: np.ndarray) -> np.ndarray:
+    """A point inside each geometry (the point itself for points); None for none/empty."""
+    points = np.full(len(geometries), None, dtype=object)
+    present = ~shapely.is_missing(geometries) & ~shapely.is_empty(geometries)
+    try:
+        points[present] = shapely.point_on_surface(geometries[present])
+    except shapely.errors.GEOSException:  # an invalid polygon: repair it, one by one
+        for index in np.flatnonzero(present):
+            points[index] = shapely.point_on_surface(shapely.make_valid(geometries[index]))
+    return points
+
+
+class VectorReader:
+    """Points, lines and polygons with attributes; each feature becomes one record."""
+
+    name = "vector"
+    suffixes = _SUFFIXES
+
+    def sniff(self, path: Path) -> bool:
+        suffix = path.suffix.lower()
+        if not path.is_file() or suffix not in _SUFFIXES:
+            return False
+        if suffix == ".json":  # also Overpass and HSDS: only claim GeoJSON
+            with path.open("rb") as fh:
+                head = fh.read(4096).decode("utf-8", "replace")
+            return '"FeatureCollection"' in head or '"Feature"' in head
+        if suffix == ".zip":
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    return any(n.lower().endswith(_ZIPPED) for n in archive.namelist())
+            except zipfile.BadZipFile:
+                return False
+        if suffix == ".xml":
+            with path.open("rb") as fh:
+                return b"opengis.net/gml" in fh.read(4096)
+        return True
+
+    def read(self, path: Path, options: ImportOptions) -> Iterator[Candidate]:
+        mapping = load_mapping(options.mapping)
+        features = 0
+        for layer in read_layers(path, mapping.layer):
+            if not len(layer.geometries):
+                continue
+            points = to_wgs84(inner_points(layer.geometries), layer.crs, options.crs,
+                              layer.file)
+            columns = mapping.resolve(layer.fields)
+            columns.require(layer.file, layer.fields, place=False)
+            mapper = RowMapper(mapping, columns)
+            note = ([Problem(Where(layer.file), "attributes not used: "
+                             + ", ".join(columns.unused))] if columns.unused else [])
+            for index in range(len(points)):
+                where = Where(layer.file, index + 1, "feature")
+                cand = mapper(layer.row(index), where)
+                point = points[index]
+                if point is not None and not shapely.is_empty(point):
+                    cand.record["lon"], cand.record["lat"] = point.x, point.y
+                elif cand.record.get("lat") is None:
+                    cand.warnings.append(Problem(where, "no geometry"))
+                cand.warnings[:0], note = note, []
+                features += 1
+                yield finish(cand)
+        if not features:
+            raise ImportFailed([Problem(Where(str(path)), "the file has no features")])
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why GDAL cannot open ``path``; for a .geojson that is not JSON, where the JSON breaks
+    (GDAL only says "not recognized as being in a supported file format")."""
+    if path.suffix.lower() in (".geojson", ".json"):
+        try:
+            json.loads(path.read_bytes())
+        except ValueError as error:
+            return f"not valid JSON: {error}"
+        except OSError:
+            pass
+    return f"cannot read as a GIS vector file: {exc}"
+
+
+register(VectorReader())

@@ -1,0 +1,235 @@
+"""``/ogc``: OGC API – Features, Part 1 Core with GeoJSON. Thin: parse, call the store, render.
+
+One collection, ``resources``: the published listings, exactly as the JSON API serves them
+(confidential places only as their approximate point). The items query is mapped onto the one
+:class:`~mapservice.search.SearchQuery` through :func:`~mapservice.search.parse_search`; this
+module only translates OGC's rules (clamped ``limit``, ``bbox-crs``, unknown parameter -> 400).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Iterable
+
+from flask import Blueprint, Response, current_app, request, url_for
+from flask_babel import gettext as _
+from werkzeug.datastructures import MultiDict
+
+from ..errors import InvalidParameter, MapserviceError, NotFound
+from ..geocode import default as default_gazetteer
+from ..geojson import feature, timestamp
+from ..http import json_response, problem_response
+from ..search import SearchQuery, parse_search
+
+bp = Blueprint("ogc", __name__, url_prefix="/ogc")
+
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+CONFORMANCE = (
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+)
+COLLECTION = "resources"
+FILTERS = ("category", "audience", "language", "cost", "wheelchair", "q", "district",
+           "updated_since")
+# Accepted on every path: the output format and the UI language of titles and messages.
+COMMON_PARAMS = ("f", "lang")
+ITEMS_PARAMS = (*COMMON_PARAMS, "bbox", "bbox-crs", "limit", "offset", *FILTERS)
+_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
+WORLD = (-180.0, -90.0, 180.0, 90.0)
+
+
+def _ctx() -> dict:
+    return current_app.extensions["mapservice"]
+
+
+@bp.errorhandler(MapserviceError)
+def _error(exc: MapserviceError) -> Response:
+    # One problem format for the whole app, plus the members of OGC's exception schema.
+    code = "InvalidParameterValue" if isinstance(exc, InvalidParameter) else type(exc).__name__
+    return problem_response({**exc.problem(), "code": code, "description": exc.detail})
+
+
+def _check_args(allowed: Iterable[str], formats: Iterable[str] = ("json",)) -> None:
+    """Unknown parameters are a 400 (OGC /req/core/query-param-unknown); ``f`` is validated."""
+    allowed = tuple(allowed)
+    for name in request.args:
+        if name not in allowed:
+            raise InvalidParameter(name, _("unknown parameter; known: %(known)s",
+                                           known=", ".join(sorted(allowed))))
+    formats = tuple(formats)
+    for value in request.args.getlist("f"):
+        if value not in formats:
+            raise InvalidParameter("f", _("unknown format %(value)r; allowed: %(allowed)s",
+                                          value=value, allowed=", ".join(formats)))
+
+
+def _single(name: str) -> str | None:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise InvalidParameter(name, _("given more than once"))
+    return values[0].strip() if values else None
+
+
+def _url(endpoint: str, **values: Any) -> str:
+    return url_for(endpoint, _external=True, **values)
+
+
+def _link(rel: str, href: str, media_type: str, title: str | None = None) -> dict[str, str]:
+    link = {"rel": rel, "type": media_type, "href": href}
+    if title:
+        link["title"] = title
+    return link
+
+
+def _region() -> tuple[float, float, float, float]:
+    """The city the service covers: the union of the gazetteer's district boxes."""
+    places = default_gazetteer().places
+    if not places:
+        return WORLD
+    return (min(p.bbox[0] for p in places), min(p.bbox[1] for p in places),
+            max(p.bbox[2] for p in places), max(p.bbox[3] for p in places))
+
+
+def _collection_doc() -> dict[str, Any]:
+    items = _url("ogc.items", collection_id=COLLECTION)
+    return {
+        "id": COLLECTION,
+        "title": _("Community resilience resources"),
+        "description": _("Support groups, youth centres, counselling, language cafés, family "
+                         "centres and other places that help. Places whose address is protected "
+                         "are shown only as an approximate point."),
+        "itemType": "feature",
+        "crs": [CRS84],
+        "extent": {"spatial": {"bbox": [list(_region())], "crs": CRS84}},
+        "links": [
+            _link("self", _url("ogc.collection", collection_id=COLLECTION), JSON),
+            _link("items", items, GEOJSON, _("The resources as GeoJSON")),
+        ],
+    }
+
+
+def _collection_id(collection_id: str) -> None:
+    if collection_id != COLLECTION:
+        raise NotFound(_("no collection %(id)r; the only collection is %(only)r",
+                         id=collection_id, only=COLLECTION))
+
+
+# ---- routes -----------------------------------------------------------------------------------
+@bp.get("/", strict_slashes=False)
+def landing() -> Response:
+    _check_args(COMMON_PARAMS)
+    return json_response({
+        "title": _("Community resilience resources: OGC API – Features"),
+        "description": _("The published resources of this map as OGC API – Features "
+                         "(GeoJSON), for QGIS, GDAL and other GIS clients."),
+        "links": [
+            _link("self", _url("ogc.landing"), JSON),
+            _link("service-desc", request.url_root + "api/v1/openapi.json", OPENAPI_JSON,
+                  _("The API definition")),
+            _link("conformance", _url("ogc.conformance"), JSON, _("Conformance classes")),
+            _link("http://www.opengis.net/def/rel/ogc/1.0/conformance", _url("ogc.conformance"),
+                  JSON, _("Conformance classes")),
+            _link("data", _url("ogc.collections"), JSON, _("Collections")),
+            _link("http://www.opengis.net/def/rel/ogc/1.0/data", _url("ogc.collections"), JSON,
+                  _("Collections")),
+        ],
+    })
+
+
+@bp.get("/conformance")
+def conformance() -> Response:
+    _check_args(COMMON_PARAMS)
+    return json_response({"conformsTo": list(CONFORMANCE)})
+
+
+@bp.get("/collections")
+def collections() -> Response:
+    _check_args(COMMON_PARAMS)
+    return json_response({"links": [_link("self", _url("ogc.collections"), JSON)],
+                          "collections": [_collection_doc()]})
+
+
+@bp.get("/collections/<collection_id>")
+def collection(collection_id: str) -> Response:
+    _collection_id(collection_id)
+    _check_args(COMMON_PARAMS)
+    return json_response(_collection_doc())
+
+
+def items_query() -> SearchQuery:
+    """The OGC items request as the one :class:`SearchQuery`.
+
+    ``limit`` above the maximum is clamped (OGC), not refused; ``bbox-crs`` may only name
+    CRS84; everything else is validated by :func:`parse_search` under the same names.
+    """
+    _check_args(ITEMS_PARAMS, formats=("json", "geojson"))
+    crs = _single("bbox-crs")
+    if crs is not None and crs != CRS84:
+        raise InvalidParameter("bbox-crs", _("only %(crs)s is supported", crs=CRS84))
+    page_size, max_size = current_app.config["PAGE_SIZE"], current_app.config["MAX_PAGE_SIZE"]
+    limit = page_size
+    raw = _single("limit")
+    if raw is not None:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise InvalidParameter("limit", _("%(value)r is not an integer", value=raw)) from None
+        if limit < 1:
+            raise InvalidParameter("limit", _("must be at least 1"))
+    args = MultiDict([(name, value) for name in ("bbox", "offset", *FILTERS)
+                      for value in request.args.getlist(name)])
+    args["limit"] = str(min(limit, max_size))
+    return parse_search(args, taxonomy=_ctx()["taxonomy"], default_limit=page_size,
+                        max_limit=max_size)
+
+
+@bp.get("/collections/<collection_id>/items")
+def items(collection_id: str) -> Response:
+    _collection_id(collection_id)
+    query = items_query()
+    result = _ctx()["store"].search(query)
+
+    def page(offset: int) -> str:
+        args = request.args.to_dict(flat=False)
+        args.update(limit=[str(query.limit)], offset=[str(offset)])
+        return _url("ogc.items", collection_id=COLLECTION, **args)
+
+    links = [_link("self", page(query.offset), GEOJSON),
+             _link("collection", _url("ogc.collection", collection_id=COLLECTION), JSON)]
+    if result.next_offset is not None:
+        links.append(_link("next", page(result.next_offset), GEOJSON, _("Next page")))
+    if query.offset > 0:
+        links.append(_link("prev", page(max(query.offset - query.limit, 0)), GEOJSON,
+                           _("Previous page")))
+    members: dict[str, Any] = {
+        "timeStamp": timestamp(dt.datetime.now(dt.timezone.utc)),
+        "numberReturned": len(result.hits),
+    }
+    if result.next_offset is None and (result.hits or query.offset == 0):
+        # The last page tells the total for free; no count query on other pages.
+        members["numberMatched"] = query.offset + len(result.hits)
+    members["links"] = links
+    return json_response({"type": "FeatureCollection",
+                          "features": [feature(hit) for hit in result.hits], **members},
+                         mimetype=GEOJSON)
+
+
+@bp.get("/collections/<collection_id>/items/<feature_id>")
+def item(collection_id: str, feature_id: str) -> Response:
+    _collection_id(collection_id)
+    _check_args(COMMON_PARAMS, formats=("json", "geojson"))
+    # Ids are UUIDs; anything else cannot exist and never reaches the database.
+    hit = _ctx()["store"].get(feature_id) if _ID.fullmatch(feature_id) else None
+    if hit is None:
+        raise NotFound(_("no published resource with id %(id)r", id=feature_id))
+    doc = feature(hit)
+    doc["links"] = [
+        _link("self", _url("ogc.item", collection_id=COLLECTION, feature_id=feature_id),
+              GEOJSON),
+        _link("collection", _url("ogc.collection", collection_id=COLLECTION), JSON),
+    ]
+    return json_response(doc, mimetype=GEOJSON)

@@ -1,0 +1,304 @@
+"""OGC API – Features under /ogc on both backends: the documents, paging, OGC's limit and error
+rules, and real clients (OWSLib, GDAL's OAPIF driver) against a live server with the demo data."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from mapservice.demo import load_demo
+from mapservice.ogc import CRS84
+from mapservice.search import SearchQuery
+from mapservice.store import make_store
+
+from .conftest import BACKENDS, _clean
+from .live import serve
+
+ITEMS = "/ogc/collections/resources/items"
+CORE = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
+GEOJSON_CLASS = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson"
+
+
+# The demo data is loaded once per backend; every test here only reads it.
+@pytest.fixture(scope="module", params=BACKENDS)
+def ogc_app(request, tmp_path_factory):
+    from mapservice import create_app
+
+    engine = request.getfixturevalue(f"_{request.param}_engine")
+    _clean(engine)
+    load_demo(make_store(engine))
+    app = create_app({"DATABASE_URL": engine.url.render_as_string(hide_password=False),
+                      "INSTANCE_DIR": str(tmp_path_factory.mktemp("instance")),
+                      "TESTING": True, "TILE_URL": "http://tiles.invalid/{z}/{x}/{y}.png"})
+    yield app
+    app.extensions["mapservice"]["engine"].dispose()
+
+
+@pytest.fixture
+def app(ogc_app):
+    # Tests may change settings (the page maximum); they are restored after each test.
+    saved = dict(ogc_app.config)
+    yield ogc_app
+    ogc_app.config.clear()
+    ogc_app.config.update(saved)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["mapservice"]["store"]
+
+
+def _local(href: str) -> str:
+    parts = urlsplit(href)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _rel(doc: dict, rel: str) -> list[dict]:
+    return [link for link in doc["links"] if link["rel"] == rel]
+
+
+def _collect(client, url: str) -> tuple[list[str], list[dict]]:
+    """Follow ``next`` links from ``url``; return every feature id and every page."""
+    ids, pages = [], []
+    while url:
+        r = client.get(url)
+        assert r.status_code == 200 and r.mimetype == "application/geo+json", r.data
+        page = r.get_json()
+        pages.append(page)
+        ids += [f["id"] for f in page["features"]]
+        assert page["numberReturned"] == len(page["features"])
+        nxt = _rel(page, "next")
+        url = _local(nxt[0]["href"]) if nxt else None
+    return ids, pages
+
+
+# ---- the documents --------------------------------------------------------------------------
+def test_landing_conformance_and_collections(client):
+    for path in ("/ogc", "/ogc/", "/ogc?f=json"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.mimetype == "application/json", path
+    landing = client.get("/ogc").get_json()
+    rels = {link["rel"]: link for link in landing["links"]}
+    assert {"self", "service-desc", "conformance", "data"} <= set(rels)
+    assert rels["service-desc"]["href"].endswith("/api/v1/openapi.json")
+    assert rels["service-desc"]["type"].startswith("application/vnd.oai.openapi+json")
+    assert _local(rels["data"]["href"]) == "/ogc/collections"
+
+    conformance = client.get(_local(rels["conformance"]["href"]))
+    assert conformance.mimetype == "application/json"
+    assert {CORE, GEOJSON_CLASS} <= set(conformance.get_json()["conformsTo"])
+
+    collections = client.get("/ogc/collections").get_json()
+    assert [c["id"] for c in collections["collections"]] == ["resources"]
+    collection = client.get("/ogc/collections/resources").get_json()
+    assert collection == collections["collections"][0]
+    assert collection["itemType"] == "feature" and collection["crs"] == [CRS84]
+    assert collection["extent"]["spatial"]["crs"] == CRS84
+    (minlon, minlat, maxlon, maxlat), = collection["extent"]["spatial"]["bbox"]
+    items = _rel(collection, "items")
+    assert items and items[0]["type"] == "application/geo+json"
+    features = client.get(_local(items[0]["href"]) + "?limit=1000").get_json()["features"]
+    assert features
+    for f in features:
+        lon, lat = f["geometry"]["coordinates"]
+        assert minlon <= lon <= maxlon and minlat <= lat <= maxlat, f["id"]
+
+
+@pytest.mark.parametrize("path", ["/ogc/collections/unknown", "/ogc/collections/unknown/items",
+                                  "/ogc/collections/unknown/items/x",
+                                  f"{ITEMS}/00000000-0000-0000-0000-000000000000",
+                                  f"{ITEMS}/{'a' * 200}", f"{ITEMS}/%00", "/ogc/nothing"])
+def test_unknown_things_are_404(client, path):
+    r = client.get(path)
+    assert r.status_code == 404 and r.mimetype == "application/problem+json", r.data
+    assert r.get_json()["status"] == 404
+
+
+def test_one_item(client):
+    first = client.get(f"{ITEMS}?limit=1").get_json()["features"][0]
+    r = client.get(f"{ITEMS}/{first['id']}")
+    assert r.status_code == 200 and r.mimetype == "application/geo+json"
+    doc = r.get_json()
+    assert doc["type"] == "Feature" and doc["id"] == first["id"]
+    assert doc["geometry"] == first["geometry"] and doc["properties"] == first["properties"]
+    assert {"self", "collection"} <= {link["rel"] for link in doc["links"]}
+    # Whole seconds in UTC: GDAL's reader rounds a fraction like .9996 up to an invalid 1000 ms.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["properties"]["updated_at"])
+    assert client.get(f"{ITEMS}/{first['id']}?f=geojson").status_code == 200
+
+
+# ---- items: paging, limit, filters ------------------------------------------------------------
+def test_next_links_page_through_each_feature_once(client, store):
+    ids, pages = _collect(client, f"{ITEMS}?limit=25")
+    assert len(ids) == len(set(ids)) == store.count() == 194
+    assert len(pages) == 8
+    for number, page in enumerate(pages):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", page["timeStamp"])
+        assert all(link["type"] == "application/geo+json"
+                   for link in page["links"] if link["rel"] in ("self", "next", "prev"))
+        self_args = parse_qs(urlsplit(_rel(page, "self")[0]["href"]).query)
+        assert self_args["offset"] == [str(25 * number)] and self_args["limit"] == ["25"]
+        prev = _rel(page, "prev")
+        if number == 0:
+            assert not prev
+        else:
+            prev_args = parse_qs(urlsplit(prev[0]["href"]).query)
+            assert prev_args["offset"] == [str(25 * (number - 1))]
+    # The total comes for free on the last page only: no count query per request.
+    assert "numberMatched" not in pages[0] and pages[-1]["numberMatched"] == 194
+
+
+def test_limit_above_the_maximum_is_clamped(client, app):
+    app.config["MAX_PAGE_SIZE"] = 30
+    r = client.get(f"{ITEMS}?limit=100000")
+    assert r.status_code == 200
+    page = r.get_json()
+    assert page["numberReturned"] == len(page["features"]) == 30
+    assert parse_qs(urlsplit(_rel(page, "next")[0]["href"]).query)["limit"] == ["30"]
+    ids, _ = _collect(client, f"{ITEMS}?limit=100000")
+    assert len(ids) == len(set(ids)) == 194
+
+
+def test_default_limit_is_the_page_size(client, app):
+    page = client.get(ITEMS).get_json()
+    assert page["numberReturned"] == app.config["PAGE_SIZE"]
+
+
+def test_bbox_and_property_filters_match_the_api(client):
+    query = ("bbox=9.9,53.5,10.1,53.6&category=counselling,support_group&language=ar"
+             "&wheelchair=yes,limited&limit=1000")
+    ogc = client.get(f"{ITEMS}?{query}&bbox-crs={CRS84}").get_json()
+    api = client.get(f"/api/v1/resources?{query}").get_json()
+    assert ogc["features"] and [f["id"] for f in ogc["features"]] == [
+        f["id"] for f in api["features"]]
+    assert ogc["numberMatched"] == len(ogc["features"])
+    for f in ogc["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        props = f["properties"]
+        assert 9.9 <= lon <= 10.1 and 53.5 <= lat <= 53.6
+        assert {"counselling", "support_group"} & set(props["categories"])
+        assert "ar" in props["languages"] and props["wheelchair"] in ("yes", "limited")
+    everything = client.get(f"{ITEMS}?limit=1000").get_json()["features"]
+    assert len(ogc["features"]) < len(everything)
+    nothing = client.get(f"{ITEMS}?bbox=0,0,0.1,0.1").get_json()
+    assert nothing["features"] == [] and nothing["numberMatched"] == 0
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("bbox=1,2,3", "bbox"),
+    ("bbox=9,53,10,54,0,100", "bbox"),
+    ("bbox=10,53,9,54", "bbox"),
+    ("bbox=a,b,c,d", "bbox"),
+    ("bbox=9,53,10,54&bbox=9,53,10,54", "bbox"),
+    ("bbox=9,53,10,54&bbox-crs=http://www.opengis.net/def/crs/EPSG/0/3857", "bbox-crs"),
+    ("limit=0", "limit"),
+    ("limit=ten", "limit"),
+    ("limit=5&limit=6", "limit"),
+    ("offset=-1", "offset"),
+    ("category=unicorns", "category"),
+    ("wheelchair=maybe", "wheelchair"),
+    ("cost=cheap", "cost"),
+    ("near=53.5,10", "near"),
+    ("datetime=2024-01-01T00:00:00Z", "datetime"),
+    ("colour=red", "colour"),
+    ("f=xml", "f"),
+])
+def test_invalid_item_parameters_are_400(client, query, parameter):
+    r = client.get(f"{ITEMS}?{query}")
+    assert r.status_code == 400, r.data
+    assert r.mimetype == "application/problem+json"
+    body = r.get_json()
+    assert body["code"] == "InvalidParameterValue" and body["parameter"] == parameter
+    assert body["description"] and body["status"] == 400
+
+
+@pytest.mark.parametrize("path", ["/ogc?colour=red", "/ogc/conformance?limit=5",
+                                  "/ogc/collections?f=xml", "/ogc/collections/resources?bbox=1"])
+def test_unknown_parameters_on_other_paths_are_400(client, path):
+    r = client.get(path)
+    assert r.status_code == 400 and r.get_json()["code"] == "InvalidParameterValue"
+
+
+def test_confidential_places_only_approximate(client, store):
+    from sqlalchemy import select
+
+    from mapservice.models import Resource
+
+    with store.session() as s:
+        secret = s.scalars(select(Resource).where(Resource.location_confidential)).all()
+    assert secret
+    text = client.get(f"{ITEMS}?limit=1000").get_data(as_text=True)
+    by_id = {f["id"]: f for f in json.loads(text)["features"]}
+    for res in secret:
+        f = by_id[res.uid]
+        assert f["properties"]["address"] is None
+        assert f["properties"]["location_precision"] == "approximate"
+        assert str(res.exact_lat) not in text and str(res.exact_lon) not in text
+        one = client.get(f"{ITEMS}/{res.uid}").get_data(as_text=True)
+        assert str(res.exact_lat) not in one and str(res.exact_lon) not in one
+
+
+# ---- real clients against a live server -----------------------------------------------------
+@pytest.fixture
+def live(app):
+    app.config["MAX_PAGE_SIZE"] = 50  # clients must page through next links to see all 194
+    with serve(app) as base:
+        yield base
+
+
+def test_owslib_reads_the_collection(live):
+    from owslib.ogcapi.features import Features
+
+    service = Features(f"{live}/ogc")
+    assert service.feature_collections() == ["resources"]
+    assert CORE in service.conformance()["conformsTo"]
+    collection = service.collection("resources")
+    assert collection["extent"]["spatial"]["crs"] == CRS84
+    items = service.collection_items("resources", bbox=[9.9, 53.5, 10.1, 53.6], limit=5)
+    assert items["numberReturned"] == len(items["features"]) == 5
+    for f in items["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        assert 9.9 <= lon <= 10.1 and 53.5 <= lat <= 53.6
+    assert service.response_headers["Content-Type"].startswith("application/geo+json")
+    clamped = service.collection_items("resources", limit=100000)
+    assert clamped["numberReturned"] == 50
+
+
+# GDAL runs in a child process: pyogrio holds the GIL while GDAL fetches pages, so in this
+# process it would wait forever on the server thread.
+_GDAL_READ = """
+import json, sys
+import pyogrio
+from pyogrio.raw import read
+url = "OAPIF:" + sys.argv[1] + "/ogc"
+layers = [str(name) for name, _ in pyogrio.list_layers(url)]
+meta, _, geometry, fields = read(url, layer="resources")
+ids = list(fields[list(meta["fields"]).index("id")])
+_, _, _, inside = read(url, layer="resources", bbox=(9.9, 53.5, 10.1, 53.6))
+print(json.dumps({"layers": layers, "crs": meta["crs"], "ids": ids,
+                  "geometries": len(geometry), "inside": len(inside[0])}))
+"""
+
+
+def test_gdal_oapif_driver_reads_every_feature(live, store):
+    env = {**os.environ, "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost",
+           "CPL_DEBUG": "OFF"}
+    done = subprocess.run([sys.executable, "-c", _GDAL_READ, live], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["layers"] == ["resources"] and result["crs"] == "EPSG:4326"
+    assert len(result["ids"]) == len(set(result["ids"])) == result["geometries"]
+    assert len(result["ids"]) == store.count() == 194
+    inside = store.search(SearchQuery(bbox=(9.9, 53.5, 10.1, 53.6), limit=1000)).hits
+    assert result["inside"] == len(inside) > 50
