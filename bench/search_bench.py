@@ -48,7 +48,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,8 @@ def hamburg_points(count: int, rng: random.Random) -> list[tuple[float, float]]:
 def dense_boxes(points: Any, count: int, rng: random.Random, minimum: int
                 ) -> list[tuple[tuple[float, float, float, float], int]]:
     """``count`` square boxes, each centred on a random resource and grown (x1.15) from 100 m
-    half-side until it holds >= ``minimum`` points; returns (box, points inside)."""
+    half-side until it holds >= ``minimum`` of ``points`` (an array of lon, lat); returns
+    (box, points inside)."""
     import numpy as np
 
     lon, lat = points[:, 0], points[:, 1]
@@ -136,8 +137,7 @@ def workloads(points: Any, categories: list[str], requests: int, bbox_requests: 
     near_params = [{"near": f"{lat},{lon}", "limit": "10"} for lat, lon in near]
     cat_params = [{"near": f"{lat},{lon}", "category": rng.choice(categories), "limit": "10"}
                   for lat, lon in near]
-    # 5 % more than the minimum: the store moves confidential points (0.5 %) to a grid cell.
-    boxes = dense_boxes(points, 100, rng, int(BBOX_MIN_FEATURES * 1.05))
+    boxes = dense_boxes(points, 100, rng, BBOX_MIN_FEATURES)
     bbox_params = [{"bbox": ",".join(map(str, box)), "limit": "1000"} for box, _ in boxes]
     text_params = [{"q": TEXT_WORDS[i % len(TEXT_WORDS)], "limit": "10"}
                    for i in range(len(TEXT_WORDS))]
@@ -187,6 +187,42 @@ def loadavg() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+# The machine is shared: before each measurement, wait (up to QUIET["wait"] s) until the CPUs
+# are less busy than QUIET["threshold"], and record how busy they were before and during it.
+QUIET = {"threshold": 0.25, "wait": 120.0}
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def cpu_busy(interval: float = 1.0) -> float:
+    """Share of all CPUs busy over the next ``interval`` seconds (every process)."""
+    busy0, total0 = _cpu_ticks()
+    time.sleep(interval)
+    busy1, total1 = _cpu_ticks()
+    return round((busy1 - busy0) / max(total1 - total0, 1), 2)
+
+
+def machine_before() -> dict[str, Any]:
+    """Wait for a quiet machine (bounded); the state to pass to :func:`machine_after`."""
+    deadline = time.monotonic() + QUIET["wait"]
+    busy = cpu_busy()
+    while busy > QUIET["threshold"] and time.monotonic() < deadline:
+        time.sleep(3)
+        busy = cpu_busy()
+    return {"load": loadavg(), "busy_before": busy, "ticks": _cpu_ticks()}
+
+
+def machine_after(mark: dict[str, Any]) -> dict[str, Any]:
+    busy0, total0 = mark["ticks"]
+    busy1, total1 = _cpu_ticks()
+    return {"load": [mark["load"], loadavg()], "busy_before": mark["busy_before"],
+            "busy_during": round((busy1 - busy0) / max(total1 - total0, 1), 2)}
+
+
 # ---- databases -------------------------------------------------------------------------------
 def postgis_database(admin_url: str, name: str) -> str:
     """Drop and create database ``name`` on the server of ``admin_url``; returns its URL."""
@@ -217,9 +253,10 @@ def spatialite_database(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def load(url: str, size: int, seed: int, tap: Callable[[dict[str, Any]], None] | None
-         ) -> dict[str, Any]:
-    """Schema, bulk load and ANALYZE; returns timings."""
+def load(url: str, size: int, seed: int) -> dict[str, Any]:
+    """Schema, ``Store.bulk_upsert`` of ``size`` generated records, ANALYZE; returns timings.
+    The generator runs inside the timed load (it is a stream), so ``rows_per_s`` is a lower
+    bound of the import speed; bench/import_bench.py is the import benchmark."""
     from bench.generate import records
     from mapservice import migrate
     from mapservice.db import make_engine
@@ -229,44 +266,88 @@ def load(url: str, size: int, seed: int, tap: Callable[[dict[str, Any]], None] |
     try:
         migrate.upgrade(engine)
         store = make_store(engine)
-
-        def stream() -> Iterator[dict[str, Any]]:
-            for rec in records(size, seed):
-                if tap is not None:
-                    tap(rec)
-                yield rec
-
         started = time.perf_counter()
-        report = store.bulk_upsert(stream(), source=SOURCE, changed_by="bench")
+        report = store.bulk_upsert(records(size, seed), source=SOURCE, changed_by="bench")
         loaded = time.perf_counter() - started
         started = time.perf_counter()
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-        else:
-            with engine.begin() as conn:
-                conn.exec_driver_sql("ANALYZE")
+        analyse(engine)
         analysed = time.perf_counter() - started
         count = store.count()
     finally:
         engine.dispose()
     if count < size * 0.99:
         raise SystemExit(f"loaded {count} published resources, expected {size}")
-    created = getattr(report, "created", None)
-    return {"rows": count, "created": created, "load_s": round(loaded, 1),
+    return {"rows": count, "created": report.created, "load_s": round(loaded, 1),
             "rows_per_s": round(size / loaded), "analyze_s": round(analysed, 1)}
+
+
+def analyse(engine: Any) -> None:
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def reusable(url: str, size: int) -> bool:
+    """The database exists, is at the migrations' head and holds ``size`` resources."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mapservice import migrate
+    from mapservice.db import make_engine
+    from mapservice.store import make_store
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return False
+    engine = make_engine(url)
+    try:
+        return migrate.current(engine) == migrate.head() and make_store(engine).count() == size
+    except SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def stored_points(url: str) -> Any:
+    """(lon, lat) of every published resource, as stored (confidential ones approximate)."""
+    import numpy as np
+    from sqlalchemy import func, select
+
+    from mapservice.db import make_engine
+    from mapservice.models import Resource
+
+    engine = make_engine(url, statement_timeout_ms=0)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(func.ST_X(Resource.geom), func.ST_Y(Resource.geom))
+                                .where(Resource.status == "published")
+                                .order_by(Resource.id)).all()
+    finally:
+        engine.dispose()
+    return np.asarray(rows, dtype=float)
 
 
 # ---- in-process measurements -------------------------------------------------------------------
 def measure_in_process(url: str, loads: list[Workload], requests: dict[str, int],
-                       warmup: int) -> dict[str, Any]:
-    """``Store.search`` latency per workload (no HTTP, no serialisation)."""
+                       warmup: int) -> dict[str, dict[str, Any]]:
+    """Per workload, without HTTP or serialisation: ``store``, the latency of
+    ``Store.search``; ``sql``, the latency of the very SQL statements it sends (captured, then
+    replayed on a raw DBAPI connection): the database's own time plus the driver."""
+    from sqlalchemy import event
+
     from mapservice.db import make_engine
     from mapservice.store import make_store
 
     engine = make_engine(url)
     store = make_store(engine)
-    results: dict[str, Any] = {}
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                _many: bool) -> None:
+        captured.append((statement, parameters))
+
+    results: dict[str, dict[str, Any]] = {"store": {}, "sql": {}}
     try:
         for wl in loads:
             if wl.name.startswith("ogc-"):
@@ -276,7 +357,7 @@ def measure_in_process(url: str, loads: list[Workload], requests: dict[str, int]
                 store.search(queries[i % len(queries)])
             n = requests[wl.name]
             lat: list[int] = []
-            before = loadavg()
+            mark = machine_before()
             t0 = time.perf_counter_ns()
             for i in range(n):
                 query = queries[(warmup + i) % len(queries)]
@@ -287,21 +368,68 @@ def measure_in_process(url: str, loads: list[Workload], requests: dict[str, int]
                     raise SystemExit(f"{wl.name}: {len(result.hits)} hits, expected {wl.expect} "
                                      f"for {wl.params[(warmup + i) % len(queries)]}")
             stats = summarise(lat, time.perf_counter_ns() - t0)
-            stats["load"] = [before, loadavg()]
-            results[wl.name] = stats
+            stats.update(machine_after(mark))
+            results["store"][wl.name] = stats
+
+            statements: list[list[tuple[str, Any]]] = []
+            event.listen(engine, "before_cursor_execute", capture)
+            try:
+                for query in queries:
+                    captured.clear()
+                    store.search(query)
+                    statements.append(list(captured))
+            finally:
+                event.remove(engine, "before_cursor_execute", capture)
+            results["sql"][wl.name] = replay(engine, statements, n, warmup)
+            results["sql"][wl.name]["statements_per_search"] = len(statements[0])
     finally:
         engine.dispose()
     return results
 
 
-def measure_serialisation(url: str, bbox: Workload, pages: int = 20, rounds: int = 5
+def replay(engine: Any, searches: list[list[tuple[str, Any]]], n: int, warmup: int
+           ) -> dict[str, Any]:
+    """Latency of sending each search's statements on one raw DBAPI connection."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+
+        def one(statements: list[tuple[str, Any]]) -> None:
+            for statement, parameters in statements:
+                cursor.execute(statement, parameters)
+                cursor.fetchall()
+
+        for i in range(warmup):
+            one(searches[i % len(searches)])
+        lat: list[int] = []
+        mark = machine_before()
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            statements = searches[(warmup + i) % len(searches)]
+            s = time.perf_counter_ns()
+            one(statements)
+            lat.append(time.perf_counter_ns() - s)
+        stats = summarise(lat, time.perf_counter_ns() - t0)
+        stats.update(machine_after(mark))
+        cursor.close()
+        raw.rollback()
+    finally:
+        raw.close()
+    return stats
+
+
+def measure_serialisation(url: str, bbox: Workload, pages: int = 10, rounds: int = 10
                           ) -> dict[str, Any]:
-    """Features/s of building and orjson-encoding 1,000-feature pages, as the API does; per
-    CPU second of this one thread (= per core), and per wall second."""
-    import orjson
+    """Features/s of building and orjson-encoding 1,000-feature pages one at a time, as the
+    API does (``geojson.feature_collection``, ``http.json_response``); per CPU second of this
+    one thread (= per core) and per wall second. Python's cyclic GC runs as in a worker; the
+    same is measured once more after ``gc.freeze()`` (startup objects out of the collector's
+    reach, as a server could do after loading the app)."""
+    import gc
 
     from mapservice.db import make_engine
     from mapservice.geojson import feature_collection
+    from mapservice.http import json_response
     from mapservice.store import make_store
 
     engine = make_engine(url)
@@ -311,29 +439,40 @@ def measure_serialisation(url: str, bbox: Workload, pages: int = 20, rounds: int
     finally:
         engine.dispose()
     features = sum(len(p) for p in hit_pages) * rounds
-    option = orjson.OPT_NON_STR_KEYS
 
-    def timed(fn: Callable[[], Any]) -> tuple[float, float]:
-        fn()  # warm
+    def timed(fn: Callable[[list[Any]], Any]) -> tuple[float, float]:
+        for hits in hit_pages:  # warm
+            fn(hits)
         c0, w0 = time.process_time(), time.perf_counter()
         for _ in range(rounds):
-            fn()
+            for hits in hit_pages:
+                fn(hits)
         return time.process_time() - c0, time.perf_counter() - w0
 
-    def build() -> list[Any]:
-        return [feature_collection(h, numberReturned=len(h), links=[]) for h in hit_pages]
+    def build(hits: list[Any]) -> Any:
+        return feature_collection(hits, numberReturned=len(hits), links=[])
 
-    built = build()
-    both_cpu, both_wall = timed(lambda: [orjson.dumps(fc, option=option) for fc in build()])
+    def encode(doc: Any) -> bytes:
+        return json_response(doc).get_data()
+
+    built = {id(hits): build(hits) for hits in hit_pages}
+    mark = machine_before()
+    both_cpu, both_wall = timed(lambda hits: encode(build(hits)))
     build_cpu, _ = timed(build)
-    dumps_cpu, _ = timed(lambda: [orjson.dumps(fc, option=option) for fc in built])
-    size = sum(len(orjson.dumps(fc, option=option)) for fc in built) / len(built)
+    dumps_cpu, _ = timed(lambda hits: encode(built[id(hits)]))
+    gc.freeze()
+    try:
+        frozen_cpu, _ = timed(lambda hits: encode(build(hits)))
+    finally:
+        gc.unfreeze()
+    size = sum(len(encode(doc)) for doc in built.values()) / len(built)
     return {"features": features, "page_bytes": round(size),
             "features_per_cpu_s": round(features / both_cpu),
             "features_per_wall_s": round(features / both_wall),
             "build_only_per_cpu_s": round(features / build_cpu),
             "orjson_only_per_cpu_s": round(features / dumps_cpu),
-            "load": loadavg()}
+            "gc_frozen_per_cpu_s": round(features / frozen_cpu),
+            **machine_after(mark)}
 
 
 # ---- servers ---------------------------------------------------------------------------------
@@ -436,9 +575,12 @@ def start_pygeoapi(url: str, workers: int, tag: str) -> tuple[Server, str]:
         dbname=parsed.database, user=parsed.username or "postgres",
         password=parsed.password or ""))
     env = dict(os.environ, PYGEOAPI_CONFIG=str(config), PYGEOAPI_OPENAPI=str(openapi))
-    subprocess.run([str(bin_dir / "pygeoapi"), "openapi", "generate", str(config),
-                    "--output-file", str(openapi)], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    log = OUT / "logs" / f"pygeoapi-openapi-{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:  # it warns about every column type it cannot describe
+        subprocess.run([str(bin_dir / "pygeoapi"), "openapi", "generate", str(config),
+                        "--output-file", str(openapi)], env=env, check=True, stdout=out,
+                       stderr=subprocess.STDOUT)
     version = subprocess.run([str(bin_dir / "python"), "-c",
                               "import pygeoapi; print(pygeoapi.__version__)"],
                              capture_output=True, text=True, check=True).stdout.strip()
@@ -504,7 +646,8 @@ def _client_process(port: int, paths: list[str], n: int, warmup: int, expect: in
 
 def measure_http(server: Server, paths: list[str], n: int, warmup: int, expect: int | None,
                  clients: int = 1, offset: int = 0) -> dict[str, Any]:
-    before, cpu0 = loadavg(), server.cpu_s()
+    mark = machine_before()
+    cpu0 = server.cpu_s()
     if clients == 1:
         run = run_client(server.port, paths, n, warmup, expect, offset)
         stats = summarise(run["latencies"], run["wall_ns"], run["errors"])
@@ -529,7 +672,7 @@ def measure_http(server: Server, paths: list[str], n: int, warmup: int, expect: 
     stats["connects"] = sum(run["connects"] for run in runs)
     stats["bytes_per_response"] = round(sum(run["bytes"] for run in runs) / max(stats["n"], 1))
     stats["server_cpu_ms_per_request"] = round((server.cpu_s() - cpu0) * 1000 / stats["n"], 2)
-    stats["load"] = [before, loadavg()]
+    stats.update(machine_after(mark))
     return stats
 
 
@@ -540,15 +683,16 @@ def measure_interleaved(targets: dict[str, tuple[Server, list[str], int]], n: in
         run_client(server.port, paths, 0, warmup, expect)
     parts: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     cpu = {name: 0.0 for name in targets}
-    loads = [loadavg()]
+    machine = []
     per_block = max(n // blocks, 1)
     for block in range(blocks):
+        mark = machine_before()
         for name, (server, paths, _expect) in targets.items():
             c0 = server.cpu_s()
             parts[name].append(run_client(server.port, paths, per_block, 0, None,
                                           offset=warmup + block * per_block))
             cpu[name] += server.cpu_s() - c0
-        loads.append(loadavg())
+        machine.append(machine_after(mark))
     out = {}
     for name, runs in parts.items():
         stats = summarise([v for r in runs for v in r["latencies"]],
@@ -557,37 +701,42 @@ def measure_interleaved(targets: dict[str, tuple[Server, list[str], int]], n: in
         stats["blocks"] = blocks
         stats["bytes_per_response"] = round(sum(r["bytes"] for r in runs) / max(stats["n"], 1))
         stats["server_cpu_ms_per_request"] = round(cpu[name] * 1000 / stats["n"], 2)
-        stats["load"] = [loads[0], loads[-1]]
+        stats["load"] = [machine[0]["load"][0], machine[-1]["load"][1]]
+        stats["busy_before"] = max(m["busy_before"] for m in machine)
+        stats["busy_during"] = round(sum(m["busy_during"] for m in machine) / len(machine), 2)
         out[name] = stats
     return out
 
 
 # ---- one size x backend ------------------------------------------------------------------------
-def bench_backend(backend: str, size: int, args: argparse.Namespace, points: list[Any],
+def bench_backend(backend: str, size: int, args: argparse.Namespace,
                   state: dict[str, Any]) -> dict[str, Any]:
     tag = f"{backend}-{size}"
-    run: dict[str, Any] = {"size": size, "backend": backend, "load_start": loadavg()}
+    run: dict[str, Any] = {"size": size, "backend": backend, "load_start": loadavg(),
+                           "code": code_fingerprint()}
+    db_name = f"mapservice_bench_search_{size}"
     if backend == "postgis":
-        db_name = f"mapservice_bench_search_{size}"
-        url = postgis_database(args.postgis_url, db_name)
+        from sqlalchemy.engine import make_url
+
+        url = make_url(args.postgis_url).set(database=db_name).render_as_string(False)
     else:
-        url = spatialite_database(OUT / f"search-{size}.sqlite")
-    print(f"[{tag}] loading {size} resources ...", file=sys.stderr, flush=True)
-
-    def tap(rec: dict[str, Any]) -> None:
-        points.append((rec["lon"], rec["lat"]))
-
-    run["import"] = load(url, size, args.seed, tap if "points" not in state else None)
-    print(f"[{tag}] loaded: {run['import']}", file=sys.stderr, flush=True)
-    if "loads" not in state:
-        import numpy as np
-
+        url = f"sqlite:///{OUT / f'search-{size}.sqlite'}"
+    if args.reuse and reusable(url, size):
+        print(f"[{tag}] reusing {size} resources ...", file=sys.stderr, flush=True)
+        run["import"] = {"reused": True}
+    else:
+        if backend == "postgis":
+            url = postgis_database(args.postgis_url, db_name)
+        else:
+            url = spatialite_database(OUT / f"search-{size}.sqlite")
+        print(f"[{tag}] loading {size} resources ...", file=sys.stderr, flush=True)
+        run["import"] = load(url, size, args.seed)
+        print(f"[{tag}] loaded: {run['import']}", file=sys.stderr, flush=True)
+    if "loads" not in state:  # the same workloads for every backend of this size
         from mapservice.taxonomy import default as default_taxonomy
 
-        state["points"] = np.asarray(points, dtype=float)
-        points.clear()
         state["loads"], state["facts"] = workloads(
-            state["points"], sorted(default_taxonomy().categories), args.requests,
+            stored_points(url), sorted(default_taxonomy().categories), args.requests,
             args.bbox_requests, args.seed + size)
     loads: list[Workload] = state["loads"]
     run["workload"] = state["facts"]
@@ -637,6 +786,7 @@ def bench_backend(backend: str, size: int, args: argparse.Namespace, points: lis
         if pyg is not None:
             pyg.stop()
     run["load_end"] = loadavg()
+    run["code_end"] = code_fingerprint()
     run["url"] = url.split("@")[-1] if backend == "postgis" else url
     if not args.keep:
         if backend == "postgis":
@@ -654,21 +804,28 @@ def _verdict(value: float | None, budget: float | None, lower_is_better: bool = 
     return "ok" if ok else "MISS"
 
 
+def _machine(stats: dict[str, Any]) -> str:
+    return (f"{stats['busy_before']:.0%}/{stats['busy_during']:.0%}, "
+            f"{stats['load'][0][0]:.1f}")
+
+
 def table(results: dict[str, Any]) -> str:
     lines = []
     head = (f"{'size':>9} {'backend':<10} {'where':<5} {'workload':<19} {'cl':>2} {'p50':>8} "
             f"{'p95':>8} {'p99':>8} {'req/s':>8} {'cpu/req':>8} {'budget p95':>10} {'':<4} "
-            f"load")
+            f"busy before/during, load1")
     lines.append(head)
     lines.append("-" * len(head))
     for run in results["runs"]:
         size, backend = run["size"], run["backend"]
-        for name, stats in run["db"].items():
-            budget = BUDGETS.get((backend, "db", name))
-            lines.append(f"{size:>9} {backend:<10} {'db':<5} {name:<19} {1:>2} "
-                         f"{stats['p50_ms']:>8.2f} {stats['p95_ms']:>8.2f} {stats['p99_ms']:>8.2f} "
-                         f"{stats['rps']:>8.0f} {'':>8} {budget or '':>10} "
-                         f"{_verdict(stats['p95_ms'], budget):<4} {stats['load'][0][0]}")
+        for where in ("sql", "store"):
+            for name, stats in run["db"][where].items():
+                budget = BUDGETS.get((backend, "db", name))
+                lines.append(f"{size:>9} {backend:<10} {where:<5} {name:<19} {1:>2} "
+                             f"{stats['p50_ms']:>8.2f} {stats['p95_ms']:>8.2f} "
+                             f"{stats['p99_ms']:>8.2f} {stats['rps']:>8.0f} {'':>8} "
+                             f"{budget or '':>10} {_verdict(stats['p95_ms'], budget):<4} "
+                             f"{_machine(stats)}")
         for name, per_clients in run["http"].items():
             for clients, stats in per_clients.items():
                 budget = BUDGETS.get((backend, "http", name)) if clients == "1" else None
@@ -676,7 +833,7 @@ def table(results: dict[str, Any]) -> str:
                              f"{stats['p50_ms']:>8.2f} {stats['p95_ms']:>8.2f} "
                              f"{stats['p99_ms']:>8.2f} {stats['rps']:>8.1f} "
                              f"{stats['server_cpu_ms_per_request']:>8.2f} {budget or '':>10} "
-                             f"{_verdict(stats['p95_ms'], budget):<4} {stats['load'][0][0]}")
+                             f"{_verdict(stats['p95_ms'], budget):<4} {_machine(stats)}")
     lines.append("")
     lines.append("GeoJSON serialisation (build + orjson, 1,000-feature pages; budget >= "
                  f"{SERIALISATION_BUDGET:,} features/s per core)")
@@ -684,7 +841,8 @@ def table(results: dict[str, Any]) -> str:
         s = run["serialisation"]
         lines.append(f"  {run['size']:>9} {run['backend']:<10} {s['features_per_cpu_s']:>10,}/CPU-s "
                      f"({s['features_per_wall_s']:,}/wall-s; build only "
-                     f"{s['build_only_per_cpu_s']:,}, orjson only {s['orjson_only_per_cpu_s']:,}; "
+                     f"{s['build_only_per_cpu_s']:,}, orjson only {s['orjson_only_per_cpu_s']:,}, "
+                     f"after gc.freeze() {s['gc_frozen_per_cpu_s']:,}; "
                      f"{s['page_bytes']:,} B/page) "
                      f"{_verdict(s['features_per_cpu_s'], SERIALISATION_BUDGET, False)}")
     ratios = [r for r in results["runs"] if "pygeoapi_ratio" in r]
@@ -699,6 +857,19 @@ def table(results: dict[str, Any]) -> str:
                              f" / {theirs['rps']:.1f} = {ratio:>5.1f}x "
                              f"{_verdict(ratio, PYGEOAPI_RATIO_BUDGET, False)}")
     return "\n".join(lines)
+
+
+def code_fingerprint() -> str:
+    """A hash of the application's code: the tree is edited while benchmarks run, and a
+    result is only meaningful for the code it measured."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "mapservice").rglob("*.py")):
+        digest.update(path.read_bytes())
+    for path in sorted((ROOT / "migrations").rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def git_revision() -> str:
@@ -730,12 +901,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-pygeoapi", action="store_true")
     parser.add_argument("--keep", action="store_true",
                         help="keep the benchmark databases (PostGIS database, SQLite file)")
+    parser.add_argument("--quiet-threshold", type=float, default=QUIET["threshold"],
+                        help="before each measurement wait until the CPUs are busy less than "
+                             "this share (default: %(default)s) ...")
+    parser.add_argument("--quiet-wait", type=float, default=QUIET["wait"],
+                        help="... but no longer than this many seconds (default: %(default)s)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="development: reuse a kept database of the right size instead of "
+                             "loading a fresh one (implies --keep)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--postgis-url", default=os.environ.get("MAPSERVICE_BENCH_POSTGIS_URL",
                                                                 DEFAULT_POSTGIS_URL),
                         help="server for the benchmark database (MAPSERVICE_BENCH_POSTGIS_URL)")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    args.keep = args.keep or args.reuse
+    QUIET.update(threshold=args.quiet_threshold, wait=args.quiet_wait)
     args.clients = sorted({int(c) for c in args.clients.split(",") if c})
     backends = [b for b in args.backends.split(",") if b]
     for backend in backends:
@@ -749,11 +930,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.search_bench " + " ".join(sys.argv[1:] if argv is None
                                                               else argv),
         "started": started.isoformat(timespec="seconds"), "git": git_revision(),
+        "code": code_fingerprint(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "settings": {"requests": args.requests, "bbox_requests": args.bbox_requests,
                      "warmup": args.warmup, "clients": args.clients, "workers": args.workers,
-                     "seed": args.seed},
+                     "seed": args.seed, "quiet": dict(QUIET)},
         "budgets": {"|".join(k): v for k, v in BUDGETS.items()}
                    | {"serialisation_features_per_s": SERIALISATION_BUDGET,
                       "pygeoapi_ratio": PYGEOAPI_RATIO_BUDGET},
@@ -764,14 +946,17 @@ def main(argv: list[str] | None = None) -> int:
     path = OUT / f"search-bench-{stamp}.json"
     for size in args.sizes:
         state: dict[str, Any] = {}
-        points: list[Any] = []
         for backend in backends:
-            results["runs"].append(bench_backend(backend, size, args, points, state))
+            results["runs"].append(bench_backend(backend, size, args, state))
             path.write_text(json.dumps(results, indent=2))  # partial results survive a crash
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    results["code_at_end"] = code_fingerprint()
     path.write_text(json.dumps(results, indent=2))
     shutil.copyfile(path, OUT / "search-bench-latest.json")
     print(table(results))
+    if results["code_at_end"] != results["code"]:
+        print("\nWARNING: mapservice/ or migrations/ changed during the run: the figures mix "
+              "code versions", file=sys.stderr)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
 

@@ -27,13 +27,6 @@ CSV_FIELDS = ("id", "name", "lat", "lon", "categories", "audiences", "languages"
               "last_verified", "description", "translations", "updated_at", "source")
 
 
-class ExportUnavailable(MapserviceError):
-    """The requested export format is not installed."""
-
-    status = 501
-    title = "Export format not available"
-
-
 def published(store: Store, source: str | None = None) -> Iterator[Hit]:
     """Every published resource (of ``source``), page by page in a stable order."""
     offset: int | None = 0
@@ -85,14 +78,9 @@ def export(store: Store, fmt: str, out: Path, source: str | None = None) -> int:
     """Write ``store``'s published resources to ``out`` in ``fmt``; returns how many (HSDS:
     what its exporter returns)."""
     if fmt == "hsds":
-        try:
-            from importers.hsds import export_hsds
-        except ImportError:
-            raise ExportUnavailable("HSDS export is not available (importers.hsds."
-                                    "export_hsds is missing)") from None
-        if source is not None:
-            raise MapserviceError("--source is not supported with --format hsds")
-        return export_hsds(store, out)
+        from importers.hsds import export_hsds
+
+        return export_hsds(store, out, source=source)
     writers = {"geojson": write_geojson, "csv": write_csv}
     if fmt not in writers:
         raise MapserviceError(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")

@@ -33,8 +33,9 @@ import os
 import re
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Mapping
 
@@ -44,7 +45,7 @@ import yaml
 
 from mapservice import hours, hsds
 from mapservice.paths import DATA_DIR
-from mapservice.search import SearchQuery, fold, words
+from mapservice.search import fold, words
 from mapservice.store import Store
 from mapservice.taxonomy import default as default_taxonomy
 
@@ -106,9 +107,17 @@ def load_mapping(path: Path = MAPPING_FILE) -> HSDSMapping:
         for code, names in (shared.get(kind) or {}).items():
             for name in names:
                 shared_words.setdefault(_key(name), {}).setdefault(kind, []).append(code)
+    terms = {_key(k): {kind: list(v.get(kind) or []) for kind in ("categories", "audiences")}
+             for k, v in (raw.get("terms") or {}).items()}
+    unknown = sorted({f"{kind} {code!r}" for mapped in terms.values()
+                      for kind, codes in mapped.items() for code in codes
+                      if code not in getattr(tax, kind)}
+                     | {f"language {code!r}" for code in (raw.get("languages") or {}).values()
+                        if code not in tax.languages})
+    if unknown:
+        raise ValueError(f"unknown code(s) of data/taxonomy.yaml: {', '.join(unknown)}")
     return HSDSMapping(
-        terms={_key(k): {kind: list(v.get(kind) or []) for kind in ("categories", "audiences")}
-               for k, v in (raw.get("terms") or {}).items()},
+        terms=terms,
         ignore=frozenset(_key(t) for t in raw.get("ignore") or []),
         words=shared_words, languages=languages,
         accessibility_codes={_key(k): str(v)
@@ -167,7 +176,6 @@ class _Source:
     links: list[_Link] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)  # file-level warnings
     origins: dict[int, tuple[str, int | None, str, str]] = field(default_factory=dict)
-    holidays: dict[str, int] = field(default_factory=dict)  # sal id -> holiday schedules
 
     def place(self, obj: Any, origin: tuple[str, int | None, str, str]) -> None:
         self.origins[id(obj)] = origin
@@ -388,7 +396,7 @@ def _upgrade_v1(tables: dict[str, list[dict[str, Any]]], src: _Source) -> None:
         links.append({"link_id": row.get("service_id"),
                       "taxonomy_term_id": row.get("taxonomy_id")})
     for service in tables.get("services", []):
-        for term in (service.get("taxonomy_ids") or "").split(","):
+        for term in str(service.get("taxonomy_ids") or "").split(","):
             if term.strip() in terms:
                 links.append({"link_id": service.get("id"), "taxonomy_term_id": term.strip()})
     holidays = tables.pop("holiday_schedules", [])
@@ -402,8 +410,6 @@ def _from_tables(tables: dict[str, list[dict[str, Any]]], src: _Source, v1: bool
     """Join the tables into links (the nested 3.0 shape)."""
     if v1:
         _upgrade_v1(tables, src)
-    elif "holiday_schedules" in tables:
-        tables.pop("holiday_schedules")
 
     def index(table: str, key: str) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
@@ -523,7 +529,7 @@ class _Mapper:
     """Maps links of one source to candidates."""
 
     src: _Source
-    tables: HSDSMapping
+    mapping: HSDSMapping
 
     def candidate(self, link: _Link, item: int) -> Candidate:
         src, sal = self.src, link.sal
@@ -681,8 +687,8 @@ class _Mapper:
             for value in (entry.get("code"), entry.get("name")):
                 text = _text(value)
                 if text:
-                    code = self.tables.languages.get(_key(text)) or \
-                        self.tables.languages.get(_key(re.split(r"[-_]", text)[0]))
+                    code = self.mapping.languages.get(_key(text)) or \
+                        self.mapping.languages.get(_key(re.split(r"[-_]", text)[0]))
                 if code:
                     break
             if code is None:
@@ -697,11 +703,11 @@ class _Mapper:
                     at: Callable[[Any, str], Where]) -> str:
         found: set[str] = set()
         for entry in entries:
-            value = self.tables.accessibility_codes.get(_key(entry.get("code") or ""))
+            value = self.mapping.accessibility_codes.get(_key(entry.get("code") or ""))
             text = " ".join(t for t in (_text(entry.get("description")),
                                         _text(entry.get("details"))) if t)
             for sentence in re.split(r"(?<=[.;!?])\s+", text) if value is None else []:
-                value = next((v for pattern, v in self.tables.wheelchair
+                value = next((v for pattern, v in self.mapping.wheelchair
                               if pattern.search(sentence)), None)
                 if value:
                     break
@@ -719,7 +725,7 @@ class _Mapper:
         for option in _list(svc.get("cost_options")):
             text = " ".join(t for t in (_text(option.get("option")),
                                         _text(option.get("amount_description"))) if t)
-            value = self._match(self.tables.cost, text)
+            value = self._match(self.mapping.cost, text)
             if value is None:
                 try:
                     amount = _number(option.get("amount"))
@@ -729,7 +735,7 @@ class _Mapper:
             if value:
                 found.add(value)
         for name in ("fees", "fees_description"):
-            value = self._match(self.tables.cost, _text(svc.get(name)) or "")
+            value = self._match(self.mapping.cost, _text(svc.get(name)) or "")
             if value:
                 found.add(value)
         if len(found) > 1:
@@ -767,10 +773,10 @@ class _Mapper:
                 found[own[0]].append(own[1])
                 continue
             keys = [_key(v) for v in (term.get("code"), term.get("name")) if _text(v)]
-            if any(k in self.tables.ignore for k in keys):
+            if any(k in self.mapping.ignore for k in keys):
                 continue
-            mapped = next((self.tables.terms[k] for k in keys if k in self.tables.terms), None) \
-                or next((self.tables.words[k] for k in keys if k in self.tables.words), None)
+            mapped = next((self.mapping.terms[k] for k in keys if k in self.mapping.terms), None) \
+                or next((self.mapping.words[k] for k in keys if k in self.mapping.words), None)
             if mapped is None:
                 warnings.append(Problem(at(term, "name"), f"taxonomy term {term.get('name')!r} "
                                         f"(code {term.get('code')!r}, taxonomy "
@@ -895,17 +901,27 @@ class HSDSReader:
         return _SNIFF.search(head) is not None
 
     def read(self, path: Path, options: ImportOptions) -> Iterator[Candidate]:
-        tables = load_mapping(options.mapping or MAPPING_FILE)
+        mapping_file = Path(options.mapping or MAPPING_FILE)
+        try:
+            mapping = load_mapping(mapping_file)
+        except (OSError, yaml.YAMLError, re.error, ValueError, KeyError, TypeError,
+                AttributeError) as exc:
+            raise ImportFailed([Problem(Where(str(mapping_file)), f"not a usable HSDS mapping "
+                                        f"file: {exc}")]) from None
         src = _open(Path(path))
-        for link in [k for k in src.links if (k.location or {}).get("location_type") == "virtual"]:
-            src.links.remove(link)
+        placed = []
+        for link in src.links:
+            if (link.location or {}).get("location_type") != "virtual":
+                placed.append(link)
+                continue
             src.notes.append(Problem(src.where(link.location, "location_type", None),
                                      f"service_at_location {link.sal.get('id')} is at a "
                                      "virtual location: no place on the map; not imported"))
+        src.links = placed
         if not src.links:
             raise ImportFailed(src.notes or [Problem(Where(src.file), "no service_at_location "
                                                      "found: nothing to import")])
-        mapper = _Mapper(src, tables)
+        mapper = _Mapper(src, mapping)
         for item, link in enumerate(src.links, 1):
             cand = mapper.candidate(link, item)
             if item == 1:
@@ -917,41 +933,42 @@ register(HSDSReader())
 
 
 # ---- export ---------------------------------------------------------------------------------
-def export_hsds(store: Store, out: Path, *, query: SearchQuery | None = None,
+def export_hsds(store: Store, out: Path, source: str | None = None, *,
                 batch: int = 1000) -> int:
-    """Write the published resources (or those matching ``query``) to ``out`` as HSDS 3.0
-    JSON and return how many.
+    """Write the published resources (of ``source``) to ``out`` as HSDS 3.0 JSON; returns how
+    many.
 
     The file is one paginated list - the form HSDS 3.0 defines for the API's ``/services`` -
     of fully nested services (organization, service_at_locations with location, phones,
-    schedules, languages, cost options, taxonomy terms as attributes), written through a
-    temporary file so a failed export leaves no half file. Confidential resources carry only
-    their approximate point and no address.
+    schedules, languages, cost options, taxonomy terms as attributes). It is streamed, the
+    page header after ``contents`` (JSON members have no order), through a temporary file so a
+    failed export leaves no half file. Confidential resources carry only their approximate
+    point and no address (the store's public rows are the source).
     """
+    from .export import published  # the one way exports read every published resource
+
     taxonomy = default_taxonomy()
-    base = query or SearchQuery()
-    services: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        result = store.search(replace(base, limit=batch, offset=offset))
-        orgs = store.organizations_of([hit.properties["uid"] for hit in result.hits])
-        services += [hsds.service(hit, orgs.get(hit.properties["uid"]), taxonomy)
-                     for hit in result.hits]
-        if result.next_offset is None:
-            break
-        offset = result.next_offset
-    doc = hsds.page(services, total_items=len(services), page_number=1,
-                    per_page=max(len(services), 1))
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=".hsds-", suffix=".json", dir=out.parent or ".")
+    fd, tmp = tempfile.mkstemp(prefix=".hsds-", suffix=".json", dir=out.parent)
+    count = 0
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+            fh.write(b'{"contents":[')
+            hits = published(store, source)
+            while chunk := list(islice(hits, batch)):
+                orgs = store.organizations_of([hit.properties["uid"] for hit in chunk])
+                for hit in chunk:
+                    fh.write((b",\n" if count else b"\n") + orjson.dumps(
+                        hsds.service(hit, orgs.get(hit.properties["uid"]), taxonomy)))
+                    count += 1
+            header = hsds.page_header(size=count, total_items=count, page_number=1,
+                                      per_page=max(count, 1))
+            fh.write(b"\n]," + orjson.dumps(header)[1:] + b"\n")
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return len(services)
+    return count
 
 
 __all__ = ["HSDSReader", "export_hsds", "load_mapping", "MAPPING_FILE"]

@@ -217,8 +217,11 @@ def run_import(store: Store, path: Path, options: ImportOptions,
     valid_where: list[Where] = []
     problems: list[Problem] = []
     seen: dict[str, Where] = {}
+    in_file: set[str] = set()  # every source id in the file, valid or not
     for cand in candidates:
         report.read += 1
+        if cand.record.get("source_id"):
+            in_file.add(str(cand.record["source_id"]))
         report.warnings.extend(cand.warnings)
         errors = list(cand.problems)
         rec = cand.record
@@ -267,9 +270,9 @@ def run_import(store: Store, path: Path, options: ImportOptions,
     report.created, report.updated = upserted.created, upserted.updated
     report.unchanged, report.conflicts = upserted.unchanged, upserted.conflicts
     if options.archive_missing:
-        report.archived = store.archive_missing(
-            options.source, [r["source_id"] for r in valid], changed_by=changed_by,
-            dry_run=options.dry_run)
+        # A record that is in the file but invalid today is not "gone from the source": keep it.
+        report.archived = store.archive_missing(options.source, in_file, changed_by=changed_by,
+                                                dry_run=options.dry_run)
     if not options.dry_run and hasattr(store, "flag_duplicates"):
         report.duplicates = store.flag_duplicates(options.source)
     return report

@@ -40,6 +40,10 @@ def make_engine(url: str, *, spatialite_library: str = "mod_spatialite",
 
 
 def _install_sqlite_hooks(engine: Engine, library: str, timeout_ms: int) -> None:
+    # pyproj and pyogrio bundle their own PROJ/GDAL. Loaded after mod_spatialite has pulled in
+    # the system PROJ, they clash and the process crashes at exit; loaded first, they do not.
+    import pyogrio  # noqa: F401
+    import pyproj  # noqa: F401
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, record: Any) -> None:
         # SQLite has no statement_timeout: a progress handler interrupts a statement that runs

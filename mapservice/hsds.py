@@ -353,14 +353,21 @@ def service_at_location(hit: Hit, org: Mapping[str, Any] | None,
             "service": service(hit, org, taxonomy, with_locations=False)}
 
 
-def page(contents: list[dict[str, Any]], *, total_items: int, page_number: int,
-         per_page: int) -> dict[str, Any]:
-    """An HSDS paginated list (the API's ``Page``)."""
+def page_header(*, size: int, total_items: int, page_number: int,
+                per_page: int) -> dict[str, Any]:
+    """The header of an HSDS paginated list (the API's ``Page``); ``size`` is the number of
+    items on this page."""
     total_pages = math.ceil(total_items / per_page) if per_page else 0
     return {"total_items": total_items, "total_pages": total_pages,
-            "page_number": page_number, "size": len(contents),
-            "first_page": page_number == 1, "last_page": page_number >= total_pages,
-            "empty": not contents, "contents": contents}
+            "page_number": page_number, "size": size, "first_page": page_number == 1,
+            "last_page": page_number >= total_pages, "empty": size == 0}
+
+
+def page(contents: list[dict[str, Any]], *, total_items: int, page_number: int,
+         per_page: int) -> dict[str, Any]:
+    """An HSDS paginated list: the header, then ``contents``."""
+    return {**page_header(size=len(contents), total_items=total_items,
+                          page_number=page_number, per_page=per_page), "contents": contents}
 
 
 def api_info(*, description: str, publisher: Mapping[str, Any] | None = None
@@ -376,4 +383,4 @@ def api_info(*, description: str, publisher: Mapping[str, Any] | None = None
 __all__ = ["HSDS_VERSION", "TAXONOMIES", "APPROXIMATE", "COST_OPTIONS", "WHEELCHAIR_TEXT",
            "derived_id", "term_id", "taxonomy_id", "weekly_intervals", "osm_from_weekly",
            "schedules", "taxonomies", "taxonomy_terms", "organization", "location", "service",
-           "service_at_location", "page", "api_info"]
+           "service_at_location", "page_header", "page", "api_info"]

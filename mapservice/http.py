@@ -43,7 +43,7 @@ _GZIP_LEVEL = 6
 _BROTLI_QUALITY = 5  # brotli's default (11) costs ~20x the CPU for a few per cent less
 CORS_EXPOSE_HEADERS = "ETag, Link, Content-Disposition"
 CORS_ALLOW_HEADERS = "Accept, Accept-Language, If-None-Match, If-Modified-Since"
-_CORS_METHODS = ("GET", "HEAD")
+_READ_METHODS = ("GET", "HEAD")
 _NUL = "\x00"
 
 
@@ -115,7 +115,7 @@ def _conditional(response: Response) -> Response:
     if response.status_code >= 400:
         response.headers["Cache-Control"] = "no-store"
         return response
-    if (request.method not in _CORS_METHODS or response.status_code != 200
+    if (request.method not in _READ_METHODS or response.status_code != 200
             or not _under(request.path, READ_ROOTS) or response.is_streamed
             or response.direct_passthrough):
         return response
@@ -183,13 +183,13 @@ def _cors(response: Response) -> Response:
         return response
     if request.method == "OPTIONS":
         wanted = request.headers.get("Access-Control-Request-Method", "").upper()
-        if wanted in _CORS_METHODS and "GET" in response.allow:
+        if wanted in _READ_METHODS and "GET" in response.allow:
             response.headers["Access-Control-Allow-Origin"] = "*"
             response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
             response.headers["Access-Control-Max-Age"] = "86400"
         return response
-    if request.method in _CORS_METHODS and response.mimetype != "text/html":
+    if request.method in _READ_METHODS and response.mimetype != "text/html":
         response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
     return response

@@ -22,7 +22,18 @@ def select_locale() -> str:
     for candidate in (request.args.get("lang"), request.cookies.get("lang")):
         if candidate in offered:
             return candidate
-    return request.accept_languages.best_match(offered) or current_app.config["DEFAULT_LANGUAGE"]
+    return preferred_language(offered)
+
+
+def preferred_language(offered: tuple[str, ...]) -> str:
+    """The client's first Accept-Language choice we offer, matching the primary subtag
+    ("fa-IR" -> fa), else the default. werkzeug's best_match would prefer a lower-ranked exact
+    "en" to a first choice "fa-IR"."""
+    for value, quality in request.accept_languages:
+        primary = value.replace("_", "-").split("-")[0].lower()
+        if quality > 0 and primary in offered:
+            return primary
+    return current_app.config["DEFAULT_LANGUAGE"]
 
 
 def current_language() -> str:
@@ -57,7 +68,7 @@ def init_app(app: Flask) -> None:
         # ?lang= is an explicit choice: keep it in a cookie so the next page (without ?lang=)
         # stays in that language. Only offered codes are stored.
         chosen = request.args.get("lang")
-        if chosen in ui_languages():
+        if chosen in ui_languages() and response.mimetype == "text/html":
             response.set_cookie("lang", chosen, max_age=LANG_COOKIE_MAX_AGE, samesite="Lax",
                                 secure=request.is_secure, httponly=True)
         if response.mimetype == "text/html":

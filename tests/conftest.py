@@ -41,7 +41,7 @@ def postgis_url() -> Iterator[str]:
     admin = os.environ.get("MAPSERVICE_TEST_POSTGIS_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     try:
-        admin_engine = make_engine(admin, isolation_level="AUTOCOMMIT")
+        admin_engine = make_engine(admin, isolation_level="AUTOCOMMIT", statement_timeout_ms=0)
         with admin_engine.connect() as conn:
             conn.execute(text("select 1"))
             available = conn.execute(text(
@@ -62,7 +62,9 @@ def postgis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def _postgis_engine(postgis_url):
-    engine = make_engine(postgis_url)
+    # Test set-up and clean-up may be slow on a loaded CI machine: no 5 s limit here (the
+    # apps under test keep their own engine with the configured limit).
+    engine = make_engine(postgis_url, statement_timeout_ms=0)
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
@@ -71,7 +73,7 @@ def _postgis_engine(postgis_url):
 @pytest.fixture(scope="session")
 def _spatialite_engine(tmp_path_factory):
     path = tmp_path_factory.mktemp("spatialite") / "test.sqlite"
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}", statement_timeout_ms=0)
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
@@ -118,7 +120,9 @@ def app(request, engine, tmp_path):
 
     app = create_app({"DATABASE_URL": engine.url.render_as_string(hide_password=False),
                       "INSTANCE_DIR": str(tmp_path / "instance"), "TESTING": True,
-                      "TILE_URL": "http://tiles.invalid/{z}/{x}/{y}.png"})
+                      "TILE_URL": "http://tiles.invalid/{z}/{x}/{y}.png",
+                      # a loaded CI machine must not turn slow set-up into 503s
+                      "STATEMENT_TIMEOUT_MS": 60_000})
     yield app
     app.extensions["mapservice"]["engine"].dispose()
 

@@ -412,6 +412,20 @@ def test_foreign_phone_numbers_keep_their_country(tmp_path):
         messages(cand.warnings)
 
 
+@pytest.mark.parametrize("mapping, message", [
+    ("terms:\n  Choir: {categories: [choir]}\n", "unknown code(s) of data/taxonomy.yaml: "
+                                                "categories 'choir'"),
+    ("wheelchair:\n  - {pattern: '(', value: 'yes'}\n", "missing ), unterminated subpattern"),
+    ("terms: [", "not a usable HSDS mapping file"),
+])
+def test_a_bad_mapping_file_is_reported(tmp_path, mapping, message):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(mapping, encoding="utf-8")
+    with pytest.raises(ImportFailed) as failed:
+        read(write_json(tmp_path / "s.json", service_doc()), mapping=path)
+    assert message in str(failed.value) and str(path) in str(failed.value)
+
+
 def test_sniff(tmp_path):
     assert READER.sniff(shared_data(HSDS3, "service_full.json"))
     assert READER.sniff(shared_data(HSDS3, "service_at_location_list.json"))

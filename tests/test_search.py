@@ -511,7 +511,7 @@ def fresh_engine(request, tmp_path):
         engine.dispose()
         return
     admin_url = request.getfixturevalue("postgis_url")
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", statement_timeout_ms=0)
     name = f"mapservice_mig_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -7,6 +7,7 @@ from .. import geocode
 from ..errors import InvalidParameter, NotFound
 from ..geojson import feature, feature_collection, properties, to_csv
 from ..http import json_response
+from ..i18n import preferred_language
 from ..search import parse_search, parse_text
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -90,13 +91,7 @@ def _label_language() -> str:
             raise InvalidParameter("lang", f"unknown language {lang!r}; allowed: "
                                            + ", ".join(offered))
         return lang
-    # By the client's preference, matching the primary subtag ("fa-IR" -> fa): werkzeug's
-    # best_match would prefer a lower-ranked exact "en" to the first choice "fa-IR".
-    for value, quality in request.accept_languages:
-        primary = value.replace("_", "-").split("-")[0].lower()
-        if quality > 0 and primary in offered:
-            return primary
-    return current_app.config["DEFAULT_LANGUAGE"]
+    return preferred_language(offered)
 
 
 @bp.get("/categories")

@@ -1,19 +1,24 @@
-"""The OpenAPI 3.0 document of ``/api/v1``, written as data, and its HTML reference page.
+"""The OpenAPI 3.0 document of the read APIs (``/api/v1`` and the OGC API – Features under
+``/ogc``), written as data, and its HTML reference page.
 
 The document is built by :func:`build_document` from the same values the code validates against
-(taxonomy codes, cost and wheelchair values, sort orders, formats, page sizes), so an enum can
-never drift from what the API accepts. ``tests/test_openapi.py`` checks that every parameter the
-code accepts is documented and vice versa, and runs schemathesis against a live server.
+(taxonomy codes, cost and wheelchair values, sort orders, formats, page sizes, the OGC
+blueprint's parameters, collection and conformance classes), so an enum can never drift from
+what the API accepts. Paths are absolute (the server is the site root): the OGC landing page
+links here as its ``service-desc`` and claims conformance class ``oas30``, so the document
+describes ``/ogc`` too. ``tests/test_openapi.py`` checks that every parameter the code accepts
+is documented and vice versa, and runs schemathesis against a live server.
 """
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from flask import Response, current_app, render_template, url_for
+from flask import Response, current_app, render_template, request
 from markupsafe import Markup, escape
 
-from .. import __version__
+from .. import __version__, ogc
 from ..geojson import CSV_FIELDS
 from ..http import json_response
 from ..models import COSTS, WHEELCHAIR
@@ -22,9 +27,38 @@ from ..taxonomy import Taxonomy
 from . import FORMATS, bp
 
 OPENAPI_VERSION = "3.0.3"
+API = "/api/v1"
+OGC = "/ogc"
 MAX_OFFSET = 1_000_000  # parse_search's bound for ``offset``; tests/test_openapi.py checks it
 PROBLEM_JSON = "application/problem+json"
+GEOJSON = "application/geo+json"
+JSON = "application/json"
 _NUMBER = r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
+# What geojson.timestamp() writes: whole seconds, UTC, "Z".
+UTC_SECONDS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
+# The formats the OGC blueprint accepts for ``f`` (its ``_check_args`` calls): json everywhere,
+# geojson on items too. tests/test_openapi.py checks them against the 400 the code answers.
+OGC_FORMATS = ("json",)
+OGC_ITEMS_FORMATS = ("json", "geojson")
+# The component that documents each parameter the OGC blueprint accepts (ogc.ITEMS_PARAMS):
+# a name added there without an entry here fails the build of the document.
+OGC_PARAM_COMPONENTS = {
+    "f": "ogc_f", "lang": "ogc_lang", "bbox": "ogc_bbox", "bbox-crs": "bbox_crs",
+    "limit": "ogc_limit", "offset": "offset", "category": "category", "audience": "audience",
+    "language": "language", "cost": "cost", "wheelchair": "wheelchair", "q": "q",
+    "district": "district", "updated_since": "updated_since",
+}
+TAGS = (
+    ("Resources", "Search and read the published resources (GeoJSON, JSON, CSV)."),
+    ("Lookups", ("The taxonomy, the districts and an offline geocoder for postcodes and "
+                 "place names.")),
+    ("OGC API – Features", ("The same resources as OGC API – Features, Part 1: Core with "
+                            "GeoJSON (conformance classes `core`, `geojson`, `oas30`), for QGIS, "
+                            "GDAL/OGR and other GIS clients. OGC's rules apply here: a `limit` "
+                            "above the maximum is lowered to it, not refused, and problems also "
+                            "carry OGC's `code` and `description`.")),
+    ("This document", "The OpenAPI document and this reference page."),
+)
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -46,7 +80,7 @@ def _codes_param(name: str, codes: list[str], what: str) -> dict[str, Any]:
 
 
 def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[str, Any]:
-    """Every query parameter of the API, by name (the components section)."""
+    """Every parameter of the APIs, by component name."""
     return {
         "near": {
             "name": "near", "in": "query", "required": False,
@@ -72,14 +106,15 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
         },
         "q": {
             "name": "q", "in": "query", "required": False,
-            "description": "Full-text search in name, description and organisation: every "
-                           "word must match the beginning of a word (case, accents and umlaut "
-                           "spelling do not matter; no query syntax).",
+            "description": "Full-text search in the name, the description and the name of the "
+                           "organisation that runs the place: every word must match the "
+                           "beginning of a word (case, accents and umlaut spelling do not "
+                           "matter; no query syntax).",
             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH},
             "example": "Sprachcafé",
         },
         "category": _codes_param("category", list(taxonomy.categories),
-                                 "Category codes (see `/categories`)"),
+                                 "Category codes (see `/api/v1/categories`)"),
         "audience": _codes_param("audience", list(taxonomy.audiences), "Audience codes"),
         "language": _codes_param("language", list(taxonomy.languages),
                                  "Languages offered (ISO 639-1 codes)"),
@@ -102,8 +137,8 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
             "name": "district", "in": "query", "required": False, "style": "form",
             "explode": True,
             "description": "Only places in one of these Stadtteile or Bezirke (names from "
-                           "`/districts`; case, accents and umlaut spelling do not matter). "
-                           "Repeat the parameter or separate names by commas.",
+                           "`/api/v1/districts`; case, accents and umlaut spelling do not "
+                           "matter). Repeat the parameter or separate names by commas.",
             "schema": {"type": "array", "minItems": 1,
                        "items": {"type": "string", "minLength": 1}},
             "example": ["Altona"],
@@ -147,12 +182,69 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
         },
         "geocode_q": {
             "name": "q", "in": "query", "required": True,
-            "description": "A postcode, or a Stadtteil or Bezirk name (or its beginning).",
-            "schema": {"type": "string", "minLength": 1},
+            "description": "A five-digit Hamburg postcode (also inside a text such as `20095 "
+                           "Hamburg`), or a Stadtteil or Bezirk name (or its first three or "
+                           "more letters). Street addresses and organisation names are not "
+                           "resolved (an address without a postcode, or an organisation, "
+                           "finds nothing); search organisations with `q` of "
+                           "`/api/v1/resources`.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH},
             "example": "22765",
         },
         "id": {
             "name": "id", "in": "path", "required": True,
+            "description": "The resource's stable public id (a UUID).",
+            "schema": {"type": "string"},
+            "example": "46e750e7-dc8a-4a37-92cc-d1d204b39e7d",
+        },
+        # ---- OGC API – Features -------------------------------------------------------------
+        "ogc_f": {
+            "name": "f", "in": "query", "required": False,
+            "description": "Output format (only JSON).",
+            "schema": {"type": "string", "enum": list(OGC_FORMATS)},
+        },
+        "ogc_items_f": {
+            "name": "f", "in": "query", "required": False,
+            "description": "Output format: the answer is GeoJSON either way.",
+            "schema": {"type": "string", "enum": list(OGC_ITEMS_FORMATS)},
+        },
+        "ogc_lang": {
+            "name": "lang", "in": "query", "required": False,
+            "description": "Language of titles, descriptions and messages (default: from "
+                           "`Accept-Language`; an unknown code is ignored).",
+            "schema": {"type": "string", "enum": list(taxonomy.ui_languages)},
+        },
+        "ogc_bbox": {
+            "name": "bbox", "in": "query", "required": False, "style": "form", "explode": False,
+            "description": "Only features inside the box `minlon,minlat,maxlon,maxlat` "
+                           "(CRS84: longitude and latitude in degrees). Boxes with heights "
+                           "(six numbers) are not supported.",
+            "schema": {"type": "array", "minItems": 4, "maxItems": 4,
+                       "items": {"type": "number"}},
+            "example": [9.9, 53.5, 10.1, 53.6],
+        },
+        "bbox_crs": {
+            "name": "bbox-crs", "in": "query", "required": False,
+            "description": "The CRS of `bbox`: only CRS84 (the default).",
+            "schema": {"type": "string", "format": "uri", "enum": [ogc.CRS84],
+                       "default": ogc.CRS84},
+        },
+        "ogc_limit": {
+            "name": "limit", "in": "query", "required": False,
+            "description": f"Features per page. A larger `limit` than {max_page_size} (the "
+                           f"maximum) is not an error: it is lowered to {max_page_size}, as "
+                           "OGC API – Features requires; the `next` link carries the limit "
+                           "applied.",
+            # No "maximum": a limit above it is clamped, not refused (see the description).
+            "schema": {"type": "integer", "minimum": 1, "default": page_size},
+        },
+        "collectionId": {
+            "name": "collectionId", "in": "path", "required": True,
+            "description": f"The collection: only `{ogc.COLLECTION}`.",
+            "schema": {"type": "string", "enum": [ogc.COLLECTION]},
+        },
+        "featureId": {
+            "name": "featureId", "in": "path", "required": True,
             "description": "The resource's stable public id (a UUID).",
             "schema": {"type": "string"},
             "example": "46e750e7-dc8a-4a37-92cc-d1d204b39e7d",
@@ -165,12 +257,44 @@ RESOURCE_QUERY = ("near", "radius", "bbox", "q", "category", "audience", "langua
                   "limit", "offset", "f")
 
 
-def _labelled(codes: list[str], **extra: Any) -> dict[str, Any]:
+def _ogc_params(names: tuple[str, ...], *, items: bool = False) -> list[str]:
+    """Component names of the OGC query parameters ``names`` (in the code's order)."""
+    components = {**OGC_PARAM_COMPONENTS, **({"f": "ogc_items_f"} if items else {})}
+    return [components[name] for name in names]
+
+
+def _labelled(codes: list[str], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
     """A list of ``{code, label}`` entries (plus ``extra`` properties)."""
     return {"type": "array", "items": {
-        "type": "object", "required": ["code", "label"],
+        "type": "object", "required": ["code", "label", *required],
+        "additionalProperties": False,
         "properties": {"code": {"type": "string", "enum": codes}, "label": {"type": "string"},
                        "description": _nullable({"type": "string"}), **extra}}}
+
+
+def _place(level: str, description: str, *fields: str) -> dict[str, Any]:
+    """One entry of the gazetteer as /districts and /geocode write it (``geocode.Place`` and
+    ``geocode.Postcode``): exactly these members, all present."""
+    string = {"type": "string", "minLength": 1}
+    members: dict[str, Any] = {
+        "type": {"type": "string", "enum": [level],
+                 "description": "What kind of place: `bezirk`, `stadtteil` or `postcode`."},
+        "id": {**string, "description": "Official number (Bezirk `02`, Stadtteil `0201`)."},
+        "name": string,
+        "bezirk": {**string, "description": "The Bezirk it lies in."},
+        "stadtteil": {**string, "description": "The Stadtteil it lies in (mostly)."},
+        "postcode": {"type": "string", "pattern": r"^\d{5}$"},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90,
+                "description": "Centre, latitude (WGS84)."},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180,
+                "description": "Centre, longitude (WGS84)."},
+        "bbox": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"},
+                 "description": "`[minlon, minlat, maxlon, maxlat]`"},
+        "stadtteile": {"type": "array", "items": _ref("schemas", "Stadtteil"),
+                       "description": "Its Stadtteile, by name."},
+    }
+    return {"type": "object", "description": description, "required": list(fields),
+            "additionalProperties": False, "properties": {f: members[f] for f in fields}}
 
 
 def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
@@ -179,6 +303,7 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
              for name, values in (("categories", list(taxonomy.categories)),
                                   ("audiences", list(taxonomy.audiences)),
                                   ("languages", list(taxonomy.languages)))}
+    utc = {"type": "string", "format": "date-time", "pattern": UTC_SECONDS}
     properties = {
         "id": {**string, "description": "Stable public id (UUID)."},
         "slug": string,
@@ -193,23 +318,31 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
         "opening_hours": {**nstring, "description": "OpenStreetMap `opening_hours` syntax."},
         "address": {**nstring, "description": "Null for a confidential location."},
         "postcode": nstring, "stadtteil": nstring, "bezirk": nstring, "phone": nstring,
-        "email": nstring, "website": nstring, "organization": nstring,
+        "email": nstring, "website": nstring,
+        "organization": {**nstring, "description": "The organisation that runs it."},
         "location_confidential": {"type": "boolean"},
         "location_precision": {"type": "string", "enum": ["approximate"], "description":
                                "Present for a confidential location: the point is only the "
                                "centre of its area (about 1 km), the address is withheld."},
         "last_verified": _nullable({"type": "string", "format": "date"}),
-        "updated_at": {**string, "description": "When the listing last changed (ISO 8601, "
-                       "UTC)."},
+        "updated_at": {**utc, "description": "When the listing last changed: UTC, whole "
+                       "seconds, `YYYY-MM-DDTHH:MM:SSZ`."},
         "source": string,
         "distance_m": {"type": "number", "minimum": 0,
                        "description": "Metres from `near` (only when `near` is given)."},
     }
-    required = ["id", "name", "categories", "audiences", "languages", "cost", "wheelchair",
-                "location_confidential", "source"]
-    link = {"type": "object", "required": ["rel", "href"],
-            "properties": {"rel": string, "href": string, "type": string}}
+    # Every member but location_precision and distance_m is always there (null when empty).
+    required = [name for name in properties if name not in ("location_precision", "distance_m")]
+    link = {"type": "object", "required": ["rel", "href", "type"],
+            "properties": {"rel": string, "href": string, "type": string, "title": string}}
     links = {"type": "array", "items": _ref("schemas", "Link")}
+    problem = {
+        "type": "object", "required": ["type", "title", "status"],
+        "description": "RFC 9457 problem details.",
+        "properties": {"type": string, "title": string,
+                       "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                       "detail": string, "instance": string}}
+    crs84 = {"type": "string", "enum": [ogc.CRS84]}
     return {
         "Link": link,
         "ResourceProperties": {"type": "object", "required": required, "properties": properties},
@@ -223,13 +356,13 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
                                    "id": string, "geometry": _ref("schemas", "Point"),
                                    "properties": _ref("schemas", "ResourceProperties")}},
         "FeatureCollection": {
-            "type": "object", "required": ["type", "features"],
+            "type": "object", "required": ["type", "features", "numberReturned", "links"],
             "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
                            "features": {"type": "array", "items": _ref("schemas", "Feature")},
                            "numberReturned": {"type": "integer", "minimum": 0},
                            "links": links}},
         "ResourceItems": {
-            "type": "object", "required": ["items"],
+            "type": "object", "required": ["items", "numberReturned", "links"],
             "properties": {"items": {"type": "array", "items": {"allOf": [
                                _ref("schemas", "ResourceProperties"),
                                {"type": "object", "required": ["lat", "lon"],
@@ -240,12 +373,7 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
         "ResourcesCsv": {"type": "string", "description": "UTF-8 CSV with a header row: "
                          + ", ".join(f"`{c}`" for c in CSV_FIELDS)
                          + ". Lists are joined by `;`."},
-        "Problem": {
-            "type": "object", "required": ["type", "title", "status"],
-            "description": "RFC 9457 problem details.",
-            "properties": {"type": string, "title": string,
-                           "status": {"type": "integer", "minimum": 400, "maximum": 599},
-                           "detail": string, "instance": string}},
+        "Problem": problem,
         "InvalidParameterProblem": {"allOf": [
             _ref("schemas", "Problem"),
             {"type": "object", "required": ["parameter"],
@@ -260,10 +388,12 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
         "Taxonomy": {
             "type": "object", "required": ["lang", "categories", "domains", "audiences",
                                            "languages"],
+            "additionalProperties": False,
             "properties": {
                 "lang": {"type": "string", "enum": list(taxonomy.ui_languages)},
                 "categories": {"type": "array", "items": {
                     "type": "object", "required": ["code", "label", "domains"],
+                    "additionalProperties": False,
                     "properties": {"code": {"type": "string", "enum": list(taxonomy.categories)},
                                    "label": string, "description": nstring,
                                    "domains": {"type": "array", "items": {
@@ -271,31 +401,85 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
                                    "icon": string, "color": string}}},
                 "domains": _labelled(list(taxonomy.domains)),
                 "audiences": _labelled(list(taxonomy.audiences)),
-                "languages": _labelled(list(taxonomy.languages),
+                "languages": _labelled(list(taxonomy.languages), ("native",),
                                        native={**string, "description": "The endonym."})}},
-        "Place": {
-            "type": "object", "required": ["type", "name", "lat", "lon"],
-            "description": "A Bezirk, Stadtteil or postcode of the gazetteer.",
-            "properties": {"type": {"type": "string", "enum": ["bezirk", "stadtteil",
-                                                               "postcode"]},
-                           "id": string, "name": string, "bezirk": string,
-                           "stadtteil": string, "postcode": string,
-                           "lat": {"type": "number", "minimum": -90, "maximum": 90},
-                           "lon": {"type": "number", "minimum": -180, "maximum": 180},
-                           "bbox": {"type": "array", "minItems": 4, "maxItems": 4,
-                                    "items": {"type": "number"},
-                                    "description": "`[minlon, minlat, maxlon, maxlat]`"}}},
+        "Bezirk": _place("bezirk", "A Bezirk (borough).",
+                         "type", "id", "name", "lat", "lon", "bbox"),
+        "Stadtteil": _place("stadtteil", "A Stadtteil (quarter) and its Bezirk.",
+                            "type", "id", "name", "bezirk", "lat", "lon", "bbox"),
+        "Postcode": _place("postcode", "A postcode area: its centre, its (main) Stadtteil and "
+                                       "its Bezirk; `name` is the postcode.",
+                           "type", "name", "postcode", "lat", "lon", "stadtteil", "bezirk"),
+        "District": _place("bezirk", "A Bezirk with its Stadtteile.",
+                           "type", "id", "name", "lat", "lon", "bbox", "stadtteile"),
         "Districts": {
-            "type": "object", "required": ["districts"],
-            "properties": {"districts": {"type": "array", "items": {"allOf": [
-                _ref("schemas", "Place"),
-                {"type": "object", "required": ["stadtteile"],
-                 "properties": {"stadtteile": {"type": "array",
-                                               "items": _ref("schemas", "Place")}}}]}}}},
+            "type": "object", "required": ["districts"], "additionalProperties": False,
+            "properties": {"districts": {"type": "array",
+                                         "items": _ref("schemas", "District")}}},
         "GeocodeResults": {
-            "type": "object", "required": ["query", "results"],
-            "properties": {"query": string,
-                           "results": {"type": "array", "items": _ref("schemas", "Place")}}},
+            "type": "object", "required": ["query", "results"], "additionalProperties": False,
+            "properties": {
+                "query": {**string, "description": "`q` as understood (spaces normalised)."},
+                "results": {"type": "array", "items": {
+                    "oneOf": [_ref("schemas", name)
+                              for name in ("Postcode", "Stadtteil", "Bezirk")],
+                    "discriminator": {"propertyName": "type", "mapping": {
+                        "postcode": "#/components/schemas/Postcode",
+                        "stadtteil": "#/components/schemas/Stadtteil",
+                        "bezirk": "#/components/schemas/Bezirk"}}}}}},
+        # ---- OGC API – Features ---------------------------------------------------------------
+        "OgcLandingPage": {
+            "type": "object", "required": ["title", "description", "links"],
+            "description": "Links to this document (`service-desc`), the conformance classes "
+                           "(`conformance`) and the collections (`data`).",
+            "properties": {"title": string, "description": string, "links": links}},
+        "OgcConformance": {
+            "type": "object", "required": ["conformsTo"],
+            "properties": {"conformsTo": {"type": "array", "minItems": 1, "items": {
+                "type": "string", "enum": list(ogc.CONFORMANCE)}}}},
+        "OgcCollection": {
+            "type": "object", "required": ["id", "title", "links", "itemType", "crs", "extent"],
+            "properties": {
+                "id": {"type": "string", "enum": [ogc.COLLECTION]},
+                "title": string, "description": string, "links": links,
+                "itemType": {"type": "string", "enum": ["feature"]},
+                "crs": {"type": "array", "minItems": 1, "items": crs84},
+                "extent": {"type": "object", "required": ["spatial"], "properties": {
+                    "spatial": {"type": "object", "required": ["bbox", "crs"], "properties": {
+                        "bbox": {"type": "array", "minItems": 1, "items": {
+                            "type": "array", "minItems": 4, "maxItems": 4,
+                            "items": {"type": "number"}}},
+                        "crs": crs84}}}}}},
+        "OgcCollections": {
+            "type": "object", "required": ["links", "collections"],
+            "properties": {"links": links, "collections": {
+                "type": "array", "items": _ref("schemas", "OgcCollection")}}},
+        "OgcFeatureCollection": {
+            "type": "object",
+            "required": ["type", "features", "links", "timeStamp", "numberReturned"],
+            "properties": {
+                "type": {"type": "string", "enum": ["FeatureCollection"]},
+                "features": {"type": "array", "items": _ref("schemas", "Feature")},
+                "links": {**links, "description": "`self`, `collection`, and `next`/`prev` "
+                                                  "when there is such a page."},
+                "timeStamp": {**utc, "description": "When the answer was made (UTC)."},
+                "numberReturned": {"type": "integer", "minimum": 0},
+                "numberMatched": {"type": "integer", "minimum": 0,
+                                  "description": "Only on the last page (known there without "
+                                                 "counting)."}}},
+        "OgcFeature": {"allOf": [
+            _ref("schemas", "Feature"),
+            {"type": "object", "required": ["links"], "properties": {"links": links}}]},
+        "OgcProblem": {"allOf": [
+            _ref("schemas", "Problem"),
+            {"type": "object", "properties": {
+                "code": {**string, "description": "OGC exception code."},
+                "description": {**string, "description": "Same as `detail`."}}}]},
+        "OgcInvalidParameterProblem": {"allOf": [
+            _ref("schemas", "InvalidParameterProblem"),
+            {"type": "object", "required": ["code", "description"], "properties": {
+                "code": {"type": "string", "enum": ["InvalidParameterValue"]},
+                "description": {**string, "description": "Same as `detail`."}}}]},
     }
 
 
@@ -309,16 +493,19 @@ def _headers() -> dict[str, Any]:
         "Cache-Control": {**string, "description": "`public, max-age=60` on success, "
                                                    "`no-store` on errors."},
         "Link": {**string, "description": "`<url>; rel=\"next\"` when there is a next page."},
+        "Content-Language": {**string, "description": "The language of the labels."},
     }
 
 
 def _ok(description: str, content: Mapping[str, Any], *, last_modified: bool = False,
-        link: bool = False) -> dict[str, Any]:
+        link: bool = False, language: bool = False) -> dict[str, Any]:
     headers = {name: _ref("headers", name) for name in ("ETag", "Cache-Control")}
     if last_modified:
         headers["Last-Modified"] = _ref("headers", "Last-Modified")
     if link:
         headers["Link"] = _ref("headers", "Link")
+    if language:
+        headers["Content-Language"] = _ref("headers", "Content-Language")
     return {"description": description, "headers": headers, "content": dict(content)}
 
 
@@ -335,32 +522,93 @@ def _responses() -> dict[str, Any]:
         "NotFound": {"description": "No such (published) resource.", "content": problem},
         "Unavailable": {"description": "The database is unavailable or the query took too "
                                        "long (statement timeout).", "content": problem},
+        "OgcInvalidParameter": {
+            "description": "A parameter is malformed, out of range or unknown (OGC "
+                           "`InvalidParameterValue`; `parameter` names it).",
+            "content": {PROBLEM_JSON: {"schema": _ref("schemas",
+                                                      "OgcInvalidParameterProblem")}}},
+        "OgcNotFound": {"description": "No such collection or (published) feature.",
+                        "content": {PROBLEM_JSON: {"schema": _ref("schemas", "OgcProblem")}}},
     }
 
 
-def _operation(operation_id: str, summary: str, description: str, parameters: list[str],
-               ok: dict[str, Any], *, not_found: bool = False,
-               param_refs: Mapping[str, str] | None = None) -> dict[str, Any]:
-    refs = dict(param_refs or {})
+def _operation(operation_id: str, tag: str, summary: str, description: str,
+               parameters: list[str], ok: dict[str, Any], *, not_found: str | None = None,
+               invalid: str = "InvalidParameter") -> dict[str, Any]:
+    """One GET operation; ``parameters`` are component names."""
     responses: dict[str, Any] = {"200": ok, "304": _ref("responses", "NotModified"),
-                                 "400": _ref("responses", "InvalidParameter")}
+                                 "400": _ref("responses", invalid)}
     if not_found:
-        responses["404"] = _ref("responses", "NotFound")
+        responses["404"] = _ref("responses", not_found)
     responses["503"] = _ref("responses", "Unavailable")
-    return {"operationId": operation_id, "summary": summary, "description": description,
-            "parameters": [_ref("parameters", refs.get(name, name)) for name in parameters],
+    return {"tags": [tag], "operationId": operation_id, "summary": summary,
+            "description": description,
+            "parameters": [_ref("parameters", name) for name in parameters],
             "responses": responses}
 
 
+def _ogc_operation(operation_id: str, summary: str, description: str, parameters: list[str],
+                   ok: dict[str, Any], *, not_found: bool = False) -> dict[str, Any]:
+    return _operation(operation_id, "OGC API – Features", summary, description, parameters, ok,
+                      not_found="OgcNotFound" if not_found else None,
+                      invalid="OgcInvalidParameter")
+
+
+def _ogc_paths() -> dict[str, Any]:
+    common = _ogc_params(ogc.COMMON_PARAMS)
+    collection = f"{OGC}/collections/{{collectionId}}"
+
+    def json_ok(description: str, schema: str, **kw: Any) -> dict[str, Any]:
+        return _ok(description, {JSON: {"schema": _ref("schemas", schema)}}, **kw)
+
+    return {
+        f"{OGC}/": {"get": _ogc_operation(
+            "ogcLandingPage", "OGC landing page",
+            "Links to the API definition (this document), the conformance classes and the "
+            "collections.", common, json_ok("The landing page.", "OgcLandingPage"))},
+        f"{OGC}/conformance": {"get": _ogc_operation(
+            "ogcConformance", "OGC conformance classes",
+            "The conformance classes the service implements.", common,
+            json_ok("The conformance declaration.", "OgcConformance"))},
+        f"{OGC}/collections": {"get": _ogc_operation(
+            "ogcCollections", "OGC collections",
+            f"The feature collections: only `{ogc.COLLECTION}`.", common,
+            json_ok("The collections.", "OgcCollections"))},
+        collection: {"get": _ogc_operation(
+            "ogcCollection", "OGC collection",
+            "The collection: extent (the city's bounding box), CRS (CRS84 only), item type.",
+            ["collectionId", *common], json_ok("The collection.", "OgcCollection",
+                                               last_modified=True),
+            not_found=True)},
+        f"{collection}/items": {"get": _ogc_operation(
+            "ogcItems", "OGC features",
+            "A page of the published resources as GeoJSON. The filters are those of "
+            "`/api/v1/resources` (same codes and rules). Page with `limit` and `offset` or "
+            "follow the `next` link; `numberMatched` appears on the last page only. Any other "
+            "parameter (also `datetime`) is a 400.",
+            ["collectionId", *_ogc_params(ogc.ITEMS_PARAMS, items=True)],
+            _ok("A page of features.", {GEOJSON: {"schema": _ref("schemas",
+                                                                 "OgcFeatureCollection")}},
+                last_modified=True),
+            not_found=True)},
+        f"{collection}/items/{{featureId}}": {"get": _ogc_operation(
+            "ogcItem", "OGC feature", "One published resource as a GeoJSON Feature.",
+            ["collectionId", "featureId", *_ogc_params(ogc.COMMON_PARAMS, items=True)],
+            _ok("The feature.", {GEOJSON: {"schema": _ref("schemas", "OgcFeature")}},
+                last_modified=True),
+            not_found=True)},
+    }
+
+
 def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of ``/api/v1`` (paths relative to the server ``/api/v1``)."""
-    geojson = "application/geo+json"
+    """The OpenAPI 3.0 document of ``/api/v1`` and ``/ogc`` (absolute paths, server ``/``)."""
     resources_ok = _ok("A page of matching resources.", {
-        geojson: {"schema": _ref("schemas", "FeatureCollection")},
-        "application/json": {"schema": _ref("schemas", "ResourceItems")},
+        GEOJSON: {"schema": _ref("schemas", "FeatureCollection")},
+        JSON: {"schema": _ref("schemas", "ResourceItems")},
         "text/csv": {"schema": _ref("schemas", "ResourcesCsv")},
     }, last_modified=True, link=True)
-    json_ok = {"application/json": {"schema": {"type": "object"}}}
+    json_ok = {JSON: {"schema": {"type": "object"}}}
+    lookup = "Lookups"
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -368,58 +616,63 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
             "version": __version__,
             "description": (
                 "Community resilience resources (support groups, youth centres, counselling, "
-                "language cafés, ...) as GeoJSON, JSON or CSV. Every filter is validated: a "
-                "malformed or unknown parameter is a 400 `application/problem+json` naming "
-                "it, never silently ignored. Reads are public, cacheable for 60 s "
-                "(`ETag`/`Last-Modified`, 304), compressed (br, gzip) and open to other "
-                "origins (CORS)."),
+                "language cafés, ...) as GeoJSON, JSON or CSV under `/api/v1`, and as OGC API "
+                "– Features under `/ogc`. Every filter is validated: a malformed or unknown "
+                "parameter is a 400 `application/problem+json` naming it, never silently "
+                "ignored. Reads are public, cacheable for 60 s (`ETag`/`Last-Modified`, 304), "
+                "compressed (br, gzip) and open to other origins (CORS)."),
             "license": {"name": "AGPL-3.0-or-later",
                         "url": "https://www.gnu.org/licenses/agpl-3.0.html"},
         },
-        "servers": [{"url": "/api/v1"}],
+        "servers": [{"url": "/", "description": "This server (the paths are absolute)."}],
+        "tags": [{"name": name, "description": text} for name, text in TAGS],
         "paths": {
-            "/resources": {"get": _operation(
-                "searchResources", "Search resources",
+            f"{API}/resources": {"get": _operation(
+                "searchResources", "Resources", "Search resources",
                 "The one search of the service (the map, the list and the exports use it). "
                 "Filters combine with AND; the values of one filter with OR. Paging: `limit` "
                 "and `offset`, or follow the `next` link (also sent as a `Link` header).",
                 list(RESOURCE_QUERY), resources_ok)},
-            "/resources/{id}": {"get": _operation(
-                "getResource", "One resource",
+            f"{API}/resources/{{id}}": {"get": _operation(
+                "getResource", "Resources", "One resource",
                 "A published resource as a GeoJSON Feature.", ["id"],
-                _ok("The resource.", {geojson: {"schema": _ref("schemas", "Feature")}},
+                _ok("The resource.", {GEOJSON: {"schema": _ref("schemas", "Feature")}},
                     last_modified=True),
-                not_found=True)},
-            "/sources": {"get": _operation(
-                "listSources", "Sources and their licences",
+                not_found="NotFound")},
+            f"{API}/sources": {"get": _operation(
+                "listSources", "Resources", "Sources and their licences",
                 "The sources of the published resources, with licence and attribution.", [],
-                _ok("The sources.", {"application/json": {"schema": _ref("schemas",
-                                                                         "Sources")}}))},
-            "/categories": {"get": _operation(
-                "listCategories", "Categories and the rest of the taxonomy",
+                _ok("The sources.", {JSON: {"schema": _ref("schemas", "Sources")}}))},
+            f"{API}/categories": {"get": _operation(
+                "listCategories", lookup, "Categories and the rest of the taxonomy",
                 "The taxonomy: categories (with their resilience domains), domains, "
                 "audiences and languages, with labels in one UI language (`lang`, else "
                 "`Accept-Language`).", ["lang"],
-                _ok("The taxonomy.", {"application/json": {"schema": _ref("schemas",
-                                                                          "Taxonomy")}}))},
-            "/districts": {"get": _operation(
-                "listDistricts", "Districts",
-                "The Bezirke with their Stadtteile (centre and bounding box): the names "
-                "`district` accepts.", [],
-                _ok("The districts.", {"application/json": {"schema": _ref("schemas",
-                                                                           "Districts")}}))},
-            "/geocode": {"get": _operation(
-                "geocode", "Find a place",
-                "A postcode, Stadtteil or Bezirk to coordinates, from the offline "
-                "gazetteer. No match is an empty list.", ["geocode_q"],
-                _ok("Matching places, best first.", {"application/json": {
-                    "schema": _ref("schemas", "GeocodeResults")}}))},
-            "/openapi.json": {"get": _operation(
-                "openapi", "This document", "The OpenAPI 3.0 document of this API.", [],
-                _ok("The document.", json_ok))},
-            "/docs": {"get": _operation(
-                "docs", "API reference page", "This document as an HTML page.", [],
-                _ok("The page.", {"text/html": {"schema": {"type": "string"}}}))},
+                _ok("The taxonomy.", {JSON: {"schema": _ref("schemas", "Taxonomy")}},
+                    language=True))},
+            f"{API}/districts": {"get": _operation(
+                "listDistricts", lookup, "Districts",
+                "The Bezirke, each with its Stadtteile (`type`, official `id`, `name`, centre "
+                "`lat`/`lon` and `bbox`): the names `district` accepts.", [],
+                _ok("The districts: `{\"districts\": [Bezirk with \"stadtteile\": "
+                    "[Stadtteil, ...]], ...]}`.",
+                    {JSON: {"schema": _ref("schemas", "Districts")}}))},
+            f"{API}/geocode": {"get": _operation(
+                "geocode", lookup, "Find a place",
+                "A postcode, Stadtteil or Bezirk to coordinates, from the offline gazetteer "
+                "(no request leaves the server). Each result says what it is in `type` "
+                "(`postcode`, `stadtteil` or `bezirk`). Street addresses are not resolved: "
+                "only a postcode in them is. No match is an empty list.", ["geocode_q"],
+                _ok("Matching places, best first.",
+                    {JSON: {"schema": _ref("schemas", "GeocodeResults")}}))},
+            **_ogc_paths(),
+            f"{API}/openapi.json": {"get": _operation(
+                "openapi", "This document", "This document",
+                "The OpenAPI 3.0 document of `/api/v1` and `/ogc` (the `service-desc` of the "
+                "OGC landing page).", [], _ok("The document.", json_ok))},
+            f"{API}/docs": {"get": _operation(
+                "docs", "This document", "API reference page", "This document as an HTML page.",
+                [], _ok("The page.", {"text/html": {"schema": {"type": "string"}}}))},
         },
         "components": {
             "parameters": _parameters(taxonomy, page_size, max_page_size),
@@ -498,9 +751,19 @@ def reference(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
                 responses.append({"status": status, "description": _prose(resp["description"]),
                                   "types": list(resp.get("content", {}))})
             out.append({"method": method.upper(), "path": path, "id": op["operationId"],
+                        "tag": op["tags"][0],
                         "summary": op["summary"], "description": _prose(op["description"]),
                         "parameters": params, "responses": responses})
     return out
+
+
+def sections(doc: Mapping[str, Any], operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operations grouped by their tag, in the order of the document's tags (every
+    operation has one; tests/test_openapi.py checks that)."""
+    return [{"name": tag["name"], "description": _prose(tag.get("description", "")),
+             "id": "tag-" + re.sub(r"\W+", "-", tag["name"].lower()).strip("-"),
+             "operations": [op for op in operations if op["tag"] == tag["name"]]}
+            for tag in doc.get("tags", [])]
 
 
 @bp.get("/openapi.json")
@@ -511,6 +774,9 @@ def openapi_json() -> Response:
 @bp.get("/docs")
 def docs() -> str:
     doc = document()
-    return render_template("api_docs.html", doc=doc, operations=reference(doc),
+    operations = reference(doc)
+    # The paths are absolute; behind a prefix (SCRIPT_NAME) the page shows them under it.
+    return render_template("api_docs.html", doc=doc, operations=operations,
+                           sections=sections(doc, operations),
                            intro=_prose(doc["info"]["description"]),
-                           base=url_for("api.openapi_json").rsplit("/", 1)[0])
+                           prefix=request.script_root, server=request.url_root)

@@ -31,6 +31,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (ColumnElement, Select, and_, case, func, literal, not_, null, or_,
                         select, true, type_coerce, union, union_all)
 from sqlalchemy import DateTime, bindparam, column, table, text, tuple_
+from sqlalchemy import Float, Integer, String, false
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +58,7 @@ _DEFAULTS: dict[str, Any] = {
     "translations": {}, "categories": [], "audiences": [], "languages": [], "cost": "unknown",
     "wheelchair": "unknown", "location_confidential": False, "status": "published",
 }
+_FIELD_DEFAULTS = tuple((name, _DEFAULTS.get(name)) for name in CONTENT_FIELDS)
 
 
 @dataclass
@@ -91,8 +93,11 @@ class UpsertReport:
 def slugify(text: str) -> str:
     ascii_text = (unicodedata.normalize("NFKD", text.replace("ß", "ss"))
                   .encode("ascii", "ignore").decode())
-    slug = re.sub(r"[^a-zA-Z0-9]+", "-", ascii_text).strip("-").lower()
+    slug = _SLUG_GAPS.sub("-", ascii_text).strip("-").lower()
     return slug[:120] or "resource"
+
+
+_SLUG_GAPS = re.compile(r"[^a-zA-Z0-9]+")
 
 
 def approximate(lon: float, lat: float) -> tuple[float, float]:
@@ -117,6 +122,81 @@ def _point(lon: float, lat: float) -> ColumnElement:
                        Geometry("POINT", srid=4326))
 
 
+# The parameters of a bbox filter, in SearchQuery.bbox's order, and of a ``window``.
+_BOX = ("minlon", "minlat", "maxlon", "maxlat")
+_WINDOW = ("wminlon", "wminlat", "wmaxlon", "wmaxlat")
+# More shapes than this in one process means something builds keys from values: start over.
+_MAX_PLANS = 512
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A search statement compiled once for a query shape and run with new values each time.
+
+    Building and compiling SQLAlchemy expressions costs far more than running the query
+    (thousands of coercions per search); a plan costs one dict merge and the driver call.
+    It still runs through ``Connection.exec_driver_sql``, so engine events (SQLite's
+    statement deadline, logging) see every statement.
+    """
+
+    sql: str
+    names: tuple[str, ...]  # the parameters: in order (positional driver) or by name
+    positional: bool
+    defaults: Mapping[str, Any]  # values of the constants SQLAlchemy turned into parameters
+    binders: tuple[tuple[str, Callable[[Any], Any]], ...]  # e.g. datetime -> SQLite text
+    readers: tuple[tuple[int, Callable[[Any], Any]], ...]  # column index -> result processor
+
+    @classmethod
+    def compile(cls, stmt: Any, dialect: Any,
+                reader: Callable[[Any], Callable[[Any], Any] | None]) -> _Plan:
+        compiled = stmt.compile(dialect=dialect)
+        positional = bool(compiled.positional)
+        defaults = compiled.construct_params()
+        names = tuple(compiled.positiontup if positional else defaults)
+        binders = {}
+        for bind, name in compiled.bind_names.items():
+            if bind.expanding:
+                raise ValueError(f"parameter {name!r} expands per call: use a list parameter")
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                binders[name] = process
+        readers = []
+        for index, selected in enumerate(getattr(stmt, "selected_columns", ())):
+            process = reader(selected.type)
+            if process is not None:
+                readers.append((index, process))
+        return cls(compiled.string, names, positional, defaults, tuple(binders.items()),
+                   tuple(readers))
+
+    def run(self, conn: Any, values: Mapping[str, Any], read: bool = True) -> list[Any]:
+        """The rows for parameter ``values`` (names missing there keep their compiled
+        value), result processors applied (``read``) or not (then :meth:`read` the rows that
+        are used)."""
+        params = {**self.defaults, **values}
+        for name, process in self.binders:
+            params[name] = process(params[name])
+        if self.positional:
+            args: Any = tuple([params[name] for name in self.names])
+        else:
+            args = {name: params[name] for name in self.names}
+        rows = conn.exec_driver_sql(self.sql, args).all()
+        return self.read(rows) if read else rows
+
+    def read(self, rows: list[Any]) -> list[Any]:
+        """``rows`` with the result processors applied."""
+        if not self.readers:
+            return rows
+        out = []
+        for row in rows:
+            row = list(row)
+            for index, process in self.readers:
+                value = row[index]
+                if value is not None:
+                    row[index] = process(value)
+            out.append(row)
+        return out
+
+
 class Store:
     """Backend-neutral storage. Subclasses override the ``_hooks`` only."""
 
@@ -125,13 +205,41 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        keys = tuple(select(*self._public_columns()).selected_columns.keys())
+        assert keys[-2:] == ("lon", "lat"), keys
+        self._public_keys = keys[:-2]
 
     def session(self) -> Session:
         return self._sessions()
 
     # ---- dialect hooks -------------------------------------------------------------------
-    def _codes_overlap(self, column: Any, codes: Sequence[str]) -> ColumnElement:
+    def _codes_overlap(self, column: Any, codes: Any) -> ColumnElement:
+        """A predicate: the code list ``column`` shares a code with ``codes``, a parameter
+        made by :meth:`_list_param`."""
         raise NotImplementedError
+
+    def _list_value(self, values: Sequence[str]) -> Any:
+        """A list of strings as the value of one parameter (an array, a JSON text)."""
+        raise NotImplementedError
+
+    def _list_param(self, name: str, value: Any) -> Any:
+        """A bound parameter ``name`` holding ``value``, a list from :meth:`_list_value`."""
+        raise NotImplementedError
+
+    def _in_list(self, column: Any, values: Any) -> ColumnElement:
+        """``column IN values``, ``values`` a parameter made by :meth:`_list_param`."""
+        raise NotImplementedError
+
+    def _text_value(self, conn: Any, text: str) -> str | None:
+        """The full-text parameter for user input ``text``; None when it has no word (then
+        nothing matches)."""
+        raise NotImplementedError
+
+    def _reader(self, type_: Any) -> Callable[[Any], Any] | None:
+        """How a raw driver value of a public column of ``type_`` becomes what SQLAlchemy
+        would return (None: as it comes)."""
+        return None
 
     def _distance_m(self, lon: float, lat: float) -> ColumnElement:
         raise NotImplementedError
@@ -151,10 +259,11 @@ class Store:
         limit (one parameter, not one per value)."""
         raise NotImplementedError
 
-    def _text_match(self, text: str) -> ColumnElement:
-        """A predicate: every word of ``text`` prefix-matches a word of the resource's name,
-        description or organisation name, compared in the folded form (``search.fold``).
-        Must never fail on any input: ``text`` is user input, not query syntax."""
+    def _text_match(self, value: Any) -> ColumnElement:
+        """A predicate: every word of the user's text prefix-matches a word of the resource's
+        name, description or organisation name, compared in the folded form
+        (``search.fold``). ``value`` is a parameter holding :meth:`_text_value` of the text,
+        which must never fail on any input: the text is user input, not query syntax."""
         raise NotImplementedError
 
     def _point_in(self, polygon: Any, x: Any, y: Any) -> ColumnElement:
@@ -179,7 +288,7 @@ class Store:
             r.languages, r.cost, r.wheelchair, r.opening_hours,
             case((hidden, null()), else_=r.address).label("address"),
             r.postcode, r.stadtteil, r.bezirk, r.phone, r.email, r.website,
-            r.location_confidential, r.last_verified, r.updated_at, r.source, r.status,
+            r.location_confidential, r.last_verified, r.updated_at, r.source,
             Organization.name.label("organization"),
             func.ST_X(r.geom).label("lon"), func.ST_Y(r.geom).label("lat"),
         ]
@@ -188,49 +297,140 @@ class Store:
         # The index compares float4-rounded boxes and over-matches near the edges; this is
         # the exact re-check (SETUP-NOTES: 32 of 170 PostGIS queries over-matched without it).
         minlon, minlat, maxlon, maxlat = box
+        # BETWEEN: SQLite evaluates ST_X once for both bounds (parsing the geometry)
         x, y = func.ST_X(Resource.geom), func.ST_Y(Resource.geom)
-        return [self._index_window(box), x >= minlon, x <= maxlon, y >= minlat, y <= maxlat]
+        return [self._index_window(box), x.between(minlon, maxlon), y.between(minlat, maxlat)]
 
-    def _filters(self, query: SearchQuery) -> list[ColumnElement]:
-        r = Resource
-        where: list[ColumnElement] = [r.status.in_(query.statuses)]
-        if query.categories:
-            where.append(self._codes_overlap(r.categories, query.categories))
-        if query.audiences:
-            where.append(self._codes_overlap(r.audiences, query.audiences))
-        if query.languages:
-            where.append(self._codes_overlap(r.languages, query.languages))
-        if query.cost:
-            where.append(r.cost.in_(query.cost))
-        if query.wheelchair:
-            where.append(r.wheelchair.in_(query.wheelchair))
+    def _params(self, conn: Any, query: SearchQuery) -> dict[str, Any]:
+        """The values of ``query``'s filters by parameter name. The names alone decide the
+        SQL (:meth:`_where`), so they key the compiled statements; ``no_text`` and
+        ``has_hours`` are markers, not parameters."""
+        params: dict[str, Any] = {"statuses": self._list_value(query.statuses)}
+        for name in ("categories", "audiences", "languages", "cost", "wheelchair",
+                     "districts"):
+            values = getattr(query, name)
+            if values:
+                params[name] = self._list_value(values)
         if query.bbox:
-            where.extend(self._exact_box(query.bbox))
+            params.update(zip(_BOX, query.bbox))
         if query.text is not None:
-            where.append(self._text_match(query.text))
-        if query.districts:
-            where.append(or_(r.stadtteil.in_(query.districts), r.bezirk.in_(query.districts)))
+            value = self._text_value(conn, query.text)
+            if value is None:
+                params["no_text"] = True  # no word in the text: nothing matches
+            else:
+                params["text"] = value
         if query.updated_since is not None:
-            where.append(r.updated_at >= query.updated_since)
+            params["updated_since"] = query.updated_since
         if query.open_at is not None:
+            params["has_hours"] = True
+        return params
+
+    def _where(self, params: Mapping[str, Any]) -> list[ColumnElement]:
+        """The filters of :meth:`_params` as predicates over bound parameters of the same
+        names (holding those values)."""
+        r = Resource
+        where = [self._in_list(r.status, self._list_param("statuses", params["statuses"]))]
+        for name in ("categories", "audiences", "languages"):
+            if name in params:
+                where.append(self._codes_overlap(getattr(r, name),
+                                                 self._list_param(name, params[name])))
+        for name in ("cost", "wheelchair"):
+            if name in params:
+                where.append(self._in_list(getattr(r, name),
+                                           self._list_param(name, params[name])))
+        if "minlon" in params:
+            where.extend(self._exact_box(tuple(bindparam(name, params[name], type_=Float)
+                                               for name in _BOX)))
+        if "text" in params:
+            where.append(self._text_match(bindparam("text", params["text"], type_=String)))
+        if "no_text" in params:
+            where.append(false())
+        if "districts" in params:
+            places = self._list_param("districts", params["districts"])
+            where.append(or_(self._in_list(r.stadtteil, places),
+                             self._in_list(r.bezirk, places)))
+        if "updated_since" in params:
+            where.append(r.updated_at >= bindparam("updated_since", params["updated_since"],
+                                                   type_=DateTime(timezone=True)))
+        if "has_hours" in params:
             where.append(r.opening_hours.is_not(None))  # no hours: never "open"
         return where
 
+    def _filters(self, conn: Any, query: SearchQuery) -> list[ColumnElement]:
+        return self._where(self._params(conn, query))
+
     def search(self, query: SearchQuery) -> SearchResult:
-        """Run ``query``; the one search path for API, map, list and exports."""
-        where = self._filters(query)
-        with self.engine.connect() as conn:
-            if query.open_at is None:
-                stop = query.offset + query.limit + 1
-                stmt = self._ordered(conn, query, where, self._public_select(), stop)
+        """Run ``query``; the one search path for API, map, list and exports.
+
+        The common shapes (no ``open_at``; with ``near`` ordered by distance) run statements
+        compiled once per shape (:meth:`_plan`); the rest build their SQL per call."""
+        with self._reading() as conn:
+            if query.open_at is not None:
+                rows = self._open_rows(conn, query, self._filters(conn, query),
+                                       hours.local(query.open_at))
+                hits = [self._hit(row) for row in rows]
+            elif query.near is not None and query.effective_sort != "distance":
+                where = self._filters(conn, query)
+                stmt = self._ordered(conn, query, where, self._public_select(),
+                                     query.offset + query.limit + 1)
                 rows = ([] if stmt is None else
                         conn.execute(stmt.limit(query.limit + 1).offset(query.offset))
                         .mappings().all())
+                hits = [self._hit(row) for row in rows]
             else:
-                rows = self._open_rows(conn, query, where, hours.local(query.open_at))
-        more = len(rows) > query.limit
-        hits = [self._hit(row) for row in rows[:query.limit]]
-        return SearchResult(hits, query.offset + query.limit if more else None)
+                hits = self._fast_search(conn, query, self._params(conn, query))
+        more = len(hits) > query.limit
+        return SearchResult(hits[:query.limit], query.offset + query.limit if more else None)
+
+    def _fast_search(self, conn: Any, query: SearchQuery, params: dict[str, Any]) -> list[Hit]:
+        """The page (plus one row) of a query without ``open_at``, and with ``near`` only
+        ordered by distance, through compiled statements."""
+        sort = query.effective_sort
+        values = {**params, "limit": query.limit + 1, "offset": query.offset}
+        if query.near is None:
+            plan = self._plan(("list", sort, *sorted(params)), lambda: (
+                self._public_select().where(and_(true(), *self._where(params)))
+                .order_by(*self._order(query, None))
+                .limit(bindparam("limit", 1, type_=Integer))
+                .offset(bindparam("offset", 0, type_=Integer))))
+            return self._hits(plan.run(conn, values))
+        return self._nearest(conn, query, params, values)
+
+    def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
+                 values: dict[str, Any]) -> list[Hit]:
+        """The page (plus one row) of a ``near`` query ordered by distance (and id)."""
+        raise NotImplementedError
+
+    # ---- compiled statements ----------------------------------------------------------------
+    def _reading(self) -> Connection:
+        """A pooled connection for the reads of one search."""
+        return self.engine.connect()
+
+    def _plan(self, key: tuple[Any, ...], build: Callable[[], Select]) -> _Plan:
+        """The statement of shape ``key`` (see :meth:`_params`), built by ``build`` and
+        compiled on first use. The cache holds SQL text derived from code only, one entry per
+        shape (a few dozen in practice), per process."""
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = _Plan.compile(build(), self.engine.dialect,
+                                                    self._reader)
+        return plan
+
+    def _hits(self, rows: Iterable[Sequence[Any]], *, distance: bool = False,
+              distances: Iterable[float] | None = None) -> list[Hit]:
+        """Hits from rows of :meth:`_public_columns` (lon and lat last), with the distance
+        from the column after them (``distance``) or from ``distances``, row by row."""
+        keys = self._public_keys
+        n = len(keys)
+        if distances is not None:
+            return [Hit(dict(zip(keys, row)), row[n], row[n + 1], round(d, 1))
+                    for row, d in zip(rows, distances)]
+        if distance:
+            return [Hit(dict(zip(keys, row)), row[n], row[n + 1], round(float(row[n + 2]), 1))
+                    for row in rows]
+        return [Hit(dict(zip(keys, row)), row[n], row[n + 1]) for row in rows]
 
     def _public_select(self) -> Select:
         return (select(*self._public_columns())
@@ -336,12 +536,13 @@ class Store:
         return Hit(props, lon, lat, None if distance is None else round(float(distance), 1))
 
     def get(self, uid: str, *, statuses: Iterable[str] = ("published",)) -> Hit | None:
-        stmt = (select(*self._public_columns())
-                .outerjoin(Organization, Organization.id == Resource.organization_id)
-                .where(Resource.uid == uid, Resource.status.in_(tuple(statuses))))
-        with self.engine.connect() as conn:
-            row = conn.execute(stmt).mappings().first()
-        return self._hit(row) if row else None
+        plan = self._plan(("get",), lambda: self._public_select().where(
+            Resource.uid == bindparam("uid", "", type_=String),
+            self._in_list(Resource.status,
+                          self._list_param("statuses", self._list_value(["published"])))))
+        with self._reading() as conn:
+            rows = plan.run(conn, {"uid": uid, "statuses": self._list_value(tuple(statuses))})
+        return self._hits(rows[:1])[0] if rows else None
 
     def count(self, statuses: Iterable[str] = ("published",)) -> int:
         with self.engine.connect() as conn:
@@ -354,9 +555,9 @@ class Store:
         the first needs the k-nearest window, the second Python."""
         if query.near is not None or query.open_at is not None:
             raise ValueError("count_matches does not evaluate near or open_at")
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return conn.execute(select(func.count()).select_from(Resource)
-                                .where(and_(true(), *self._filters(query)))).scalar_one()
+                                .where(and_(true(), *self._filters(conn, query)))).scalar_one()
 
     # ---- organisations (HSDS) ---------------------------------------------------------------
     _PUBLIC_ORG_FIELDS = ("uid", "name", "description", "website", "email", "phone")
@@ -582,7 +783,8 @@ class Store:
 
     @staticmethod
     def _normalise(rec: Mapping[str, Any]) -> dict[str, Any]:
-        data = {name: rec.get(name, _DEFAULTS.get(name)) for name in CONTENT_FIELDS}
+        get = rec.get  # a bulk import calls this a million times
+        data = {name: get(name, default) for name, default in _FIELD_DEFAULTS}
         for name in ("categories", "audiences", "languages"):
             data[name] = list(dict.fromkeys(data[name] or []))
         data["translations"] = dict(data["translations"] or {})
@@ -654,7 +856,8 @@ class Store:
         resources with the staging rows, and only the ones that differ come back to Python to
         be diffed field by field exactly as :meth:`upsert` does (:func:`_diff`); then the new
         rows are inserted and the changed ones updated, each with its version, set-based. The
-        ORM costs ~100 µs a row; this path is what makes a 1M-row import take seconds.
+        ORM path needs round trips per row; this one a fixed number of statements (see
+        docs/benchmarks.md for the rates).
 
         The dialect modules decide how indexes and triggers are maintained during the load
         (e.g. built after the load when the table was empty). ``timings``, when given, gets
@@ -673,6 +876,9 @@ class Store:
                 total = self._bulk_load(conn, "bulk_staging", BULK_COLUMNS,
                                         self._bulk_rows(records, orgs))
                 clock("load")
+                if not total:
+                    transaction.rollback()
+                    return report
                 if orgs:
                     self._bulk_load(conn, "bulk_orgs", ("org_key", *_ORG_FIELDS),
                                     ((key, *(org.get(f) for f in _ORG_FIELDS))
@@ -758,7 +964,8 @@ class Store:
                 .select_from(s.join(r, and_(r.source == source, r.source_id == s.c.source_id))
                              .outerjoin(Organization, Organization.id == r.organization_id))
                 .where(tuple_(*stored).is_distinct_from(tuple_(*(s.c[name]
-                                                                for name in CONTENT_FIELDS)))))
+                                                                for name in CONTENT_FIELDS))))
+                .execution_options(yield_per=10_000))  # a re-import may change every row
         changes: list[tuple[Any, ...]] = []
         org_ids: dict[str, int] | None = None
         for row in conn.execute(stmt).mappings():
@@ -881,24 +1088,22 @@ class Store:
             rows = conn.execute(text(self._near_pairs_sql(drive_ours=ours <= theirs)),
                                 {"source": source, "radius": DUPLICATE_RADIUS_M,
                                  "dlat": dlat}).all()
-            found = []
+            now = dt.datetime.now(dt.timezone.utc)
+            stored: list[dict[str, Any]] = []
+            found: list[dict[str, Any]] = []
             for a_id, a_uid, a_name, b_id, b_uid, b_name, b_source, distance in rows:
                 score = name_score(a_name, b_name)
-                if score >= DUPLICATE_MIN_SCORE:
-                    found.append({"resource_a_id": min(a_id, b_id),
-                                  "resource_b_id": max(a_id, b_id),
-                                  "distance_m": round(float(distance), 1),
-                                  "score": round(score, 1), "status": "open",
-                                  "created_at": dt.datetime.now(dt.timezone.utc),
-                                  "_report": {"name": a_name, "other_name": b_name,
-                                              "other_source": b_source, "uid": a_uid,
-                                              "other_uid": b_uid}})
-            if found:
-                conn.execute(PossibleDuplicate.__table__.insert(),
-                             [{k: v for k, v in pair.items() if k != "_report"}
-                              for pair in found])
-        return [{**pair["_report"], "distance_m": pair["distance_m"], "score": pair["score"]}
-                for pair in found]
+                if score < DUPLICATE_MIN_SCORE:
+                    continue
+                pair = {"distance_m": round(float(distance), 1), "score": round(score, 1)}
+                stored.append({"resource_a_id": min(a_id, b_id),
+                               "resource_b_id": max(a_id, b_id), "status": "open",
+                               "created_at": now, **pair})
+                found.append({"name": a_name, "other_name": b_name, "other_source": b_source,
+                              "uid": a_uid, "other_uid": b_uid, **pair})
+            if stored:
+                conn.execute(PossibleDuplicate.__table__.insert(), stored)
+        return found
 
     def _near_pairs_sql(self, drive_ours: bool) -> str:
         """Pairs (ours, theirs) of live resources within ``:radius`` m of each other, not yet
@@ -906,13 +1111,14 @@ class Store:
         their true point; a confidential row's indexed point is only its grid cell, so
         confidential rows of the probed side drive their own probe, and confidential pairs are
         compared directly (they are few)."""
-        def point(alias: str) -> tuple[str, str]:
-            hidden = f"({alias}.location_confidential AND {alias}.exact_lat IS NOT NULL)"
-            return (f"CASE WHEN {hidden} THEN {alias}.exact_lon ELSE ST_X({alias}.geom) END",
-                    f"CASE WHEN {hidden} THEN {alias}.exact_lat ELSE ST_Y({alias}.geom) END")
-
         def hidden(alias: str) -> str:
             return f"({alias}.location_confidential AND {alias}.exact_lat IS NOT NULL)"
+
+        def point(alias: str) -> tuple[str, str]:
+            return (f"CASE WHEN {hidden(alias)} THEN {alias}.exact_lon "
+                    f"ELSE ST_X({alias}.geom) END",
+                    f"CASE WHEN {hidden(alias)} THEN {alias}.exact_lat "
+                    f"ELSE ST_Y({alias}.geom) END")
 
         (ax, ay), (bx, by) = point("a"), point("b")
         distance = self._sql_distance(ax, ay, bx, by)
@@ -1024,7 +1230,10 @@ class _Clock:
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # keys that are not strings (json.dumps would write them as strings)
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _round7(value: float | None) -> float | None:

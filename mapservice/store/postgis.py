@@ -5,21 +5,113 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import (ColumnElement, String, Text, any_, cast, false, func, literal,
-                        literal_column, select, text, type_coerce)
+import orjson
+from geoalchemy2 import Geometry
+from sqlalchemy import (ColumnElement, Float, Integer, Select, String, Text, TypeDecorator, any_,
+                        bindparam, cast, func, literal, literal_column, select, text,
+                        type_coerce)
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, TSQUERY
 from sqlalchemy.engine import Connection
 
 from ..models import Resource
-from .base import PLAIN_FIELDS, Store, _now_param, _point
+from ..search import SearchQuery
+from .base import (_WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _now_param, _point,
+                   window)
 
 
 class PostGISStore(Store):
     backend = "postgis"
 
-    def _codes_overlap(self, column: Any, codes: Sequence[str]) -> ColumnElement:
-        return type_coerce(column, ARRAY(String(32))).overlap(
-            literal(list(codes), ARRAY(String(32))))
+    def _codes_overlap(self, column: Any, codes: Any) -> ColumnElement:
+        # varchar(32)[] && varchar(32)[]: the GIN index's operator
+        return type_coerce(column, ARRAY(String(32))).overlap(cast(codes, ARRAY(String(32))))
+
+    def _list_value(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    def _list_param(self, name: str, value: Any) -> Any:
+        return bindparam(name, value, type_=ARRAY(Text))
+
+    def _in_list(self, column: Any, values: Any) -> ColumnElement:
+        return column == any_(values)
+
+    def _reading(self) -> Connection:
+        # Autocommit: no BEGIN and ROLLBACK round trips around a search (each statement
+        # reads a snapshot of its own, as under READ COMMITTED anyway).
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _public_columns(self) -> list[Any]:
+        # translations (jsonb) as text, parsed by orjson: psycopg's jsonb loader (the stdlib
+        # json) costs more than the rest of a row.
+        as_text = type_coerce(cast(Resource.translations, Text), _JsonText()).label(
+            "translations")
+        return [as_text if column is Resource.translations else column
+                for column in super()._public_columns()]
+
+    def _reader(self, type_: Any) -> Callable[[Any], Any] | None:
+        return orjson.loads if isinstance(type_, _JsonText) else None
+
+    def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
+                 values: dict[str, Any]) -> list[Hit]:
+        lat, lon = query.near
+        values.update(lat=lat, lon=lon)
+        if query.radius is not None:
+            values.update(zip(_WINDOW, window(lat, lon, query.radius)), radius=query.radius)
+            plan = self._plan(("radius", *sorted(params)), lambda: self._radius_select(params))
+        else:
+            values["k"] = query.offset + query.limit + 1
+            # Without filters whose selectivity matters, the row counts are written into the
+            # SQL: PostgreSQL then settles on one generic plan for the prepared statement and
+            # skips planning (about half of the query's time). With LIMIT parameters it keeps
+            # planning each call: their unknown values make the generic plan look costly.
+            fixed = ((query.offset + query.limit + 1, query.limit + 1, query.offset)
+                     if set(params) == {"statuses"} else None)
+            plan = self._plan(("near", *sorted(params), fixed),
+                              lambda: self._knn_select(params, fixed))
+        return self._hits(plan.run(conn, values), distance=True)
+
+    def _knn_select(self, params: dict[str, Any],
+                    fixed: tuple[int, int, int] | None = None) -> Select:
+        """Nearest-k in one statement: the KNN scan (``<->`` on the GiST index, planar
+        degrees) finds k matches; the largest of their true distances is a reach that holds
+        the true k nearest (in metres); the page is read from the index window around that
+        reach (``window``'s arithmetic in SQL) and ordered by the ellipsoidal distance. No
+        match: the reach is NULL and so is the result. ``fixed``: (k, limit, offset) as
+        literals instead of parameters."""
+        if fixed is None:
+            k, limit, offset = (bindparam("k", 1, type_=Integer),
+                                bindparam("limit", 1, type_=Integer),
+                                bindparam("offset", 0, type_=Integer))
+        else:
+            k, limit, offset = (literal_column(str(int(n))) for n in fixed)
+        r = Resource
+        where = self._where(params)
+        point, lat = _param_point()
+        nearest = (select(r.geom).where(*where).order_by(r.geom.op("<->")(point))
+                   .limit(k).subquery("nearest"))
+        reach = select((func.max(_geodesic(nearest.c.geom, point)) + 0.01).label("m")
+                       ).subquery("reach")
+        dlat = reach.c.m / METRES_PER_DEG_LAT * 1.01
+        coslat = func.greatest(func.cos(func.radians(func.least(func.abs(lat) + dlat, 89.9))),
+                               1e-6)
+        dlon = func.least(reach.c.m / (METRES_PER_DEG_LAT * coslat) * 1.01, 180.0)
+        box = select(func.ST_Expand(point, dlon, dlat)).select_from(reach).scalar_subquery()
+        distance = _geodesic(r.geom, point)
+        return (self._public_select().add_columns(distance.label("distance_m"))
+                .where(*where, r.geom.op("&&")(box))
+                .order_by(distance, r.id).limit(limit).offset(offset))
+
+    def _radius_select(self, params: dict[str, Any]) -> Select:
+        r = Resource
+        point, _lat = _param_point()
+        distance = _geodesic(r.geom, point)
+        box = tuple(bindparam(name, 0.0, type_=Float) for name in _WINDOW)
+        return (self._public_select().add_columns(distance.label("distance_m"))
+                .where(*self._where(params), self._index_window(box),
+                       distance <= bindparam("radius", 0.0, type_=Float))
+                .order_by(distance, r.id)
+                .limit(bindparam("limit", 1, type_=Integer))
+                .offset(bindparam("offset", 0, type_=Integer)))
 
     def _distance_m(self, lon: float, lat: float, geom: Any = None) -> ColumnElement:
         geom = Resource.geom if geom is None else geom
@@ -50,25 +142,29 @@ class PostGISStore(Store):
     def _one_of(self, column: Any, values: Sequence[str]) -> ColumnElement:
         return column == any_(literal(list(values), ARRAY(Text)))
 
-    def _text_match(self, text: str) -> ColumnElement:
+    def _text_value(self, conn: Any, text: str) -> str | None:
         # The query goes through the very function that built the documents
         # (mapservice_fold, migration 0002) and the same 'simple' parser, so both sides are
         # folded alike by construction. Its lexemes become a prefix AND query; they are quoted
         # as tsquery literals, so no input can be read as tsquery syntax. The tsquery is
-        # built in a round trip of its own and handed to the search as a constant: the planner
-        # then estimates from the column's statistics whether the GIN index pays (a subquery
-        # would leave it guessing). (PostgreSQL text cannot hold NUL.)
-        folded = func.mapservice_fold(literal(text.replace("\x00", " "), String))
-        lexemes = func.unnest(func.to_tsvector(literal("simple", REGCONFIG), folded)
-                              ).table_valued("lexeme")
-        quoted = func.replace(func.replace(lexemes.c.lexeme, "\\", "\\\\"), "'", "''")
-        build = select(func.string_agg(literal("'") + quoted + literal("':*"), literal(" & ")))
-        with self.engine.connect() as conn:
-            tsquery = conn.execute(build.select_from(lexemes)).scalar()
-        if tsquery is None:  # no word in the text (q="*"): nothing matches
-            return false()
-        return literal_column("resource.search_vector").op("@@")(
-            cast(literal(tsquery, Text), TSQUERY))
+        # built in a round trip of its own (on the search's connection) and handed to the
+        # search as a constant: the planner then estimates from the column's statistics
+        # whether the GIN index pays (a subquery would leave it guessing). (PostgreSQL text
+        # cannot hold NUL.)
+        def build() -> Select:
+            folded = func.mapservice_fold(bindparam("text", "", type_=String))
+            lexemes = func.unnest(func.to_tsvector(literal("simple", REGCONFIG), folded)
+                                  ).table_valued("lexeme")
+            quoted = func.replace(func.replace(lexemes.c.lexeme, "\\", "\\\\"), "'", "''")
+            return (select(func.string_agg(literal("'") + quoted + literal("':*"),
+                                           literal(" & ")))
+                    .select_from(lexemes))
+
+        rows = self._plan(("tsquery",), build).run(conn, {"text": text.replace("\x00", " ")})
+        return rows[0][0]  # None: no word in the text (q="*")
+
+    def _text_match(self, value: Any) -> ColumnElement:
+        return literal_column("resource.search_vector").op("@@")(cast(value, TSQUERY))
 
     # ---- bulk path (Store.bulk_upsert) ---------------------------------------------------
     def _bulk_load(self, conn: Connection, table: str, columns: Sequence[str],
@@ -76,6 +172,8 @@ class PostGISStore(Store):
         # COPY streams the rows while Python prepares the next ones: the server parses on the
         # second core. A temporary table is never WAL-logged.
         spec = ", ".join(f"{name} {_BULK_TYPES.get(name, 'text')}" for name in columns)
+        # Memory for the merge's hash joins over a million rows (instead of spilling to disk).
+        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table} ({spec}) ON COMMIT DROP")
         count = 0
         cursor = conn.connection.dbapi_connection.cursor()
@@ -97,39 +195,54 @@ class PostGISStore(Store):
         # A text[] literal; every element quoted, so none can read as NULL.
         if not values:
             return "{}"
-        if any('"' in v or "\\" in v for v in values):
+        inner = '","'.join(values)
+        if "\\" in inner or inner.count('"') != 2 * (len(values) - 1):  # rare: escape
             return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
                                   for v in values) + "}"
-        return '{"' + '","'.join(values) + '"}'
+        return '{"' + inner + '"}'
 
     def _bulk_insert(self, conn: Connection, source: str, changed_by: str, now: dt.datetime,
                      empty: bool) -> tuple[int, Callable[[], None]]:
-        # Into an empty table, indexes and constraints (but the primary keys) are built after
-        # the load: one sort per index instead of a million index insertions, and one
-        # anti-join per foreign key instead of a lookup per row.
-        rebuild = self._drop_indexes(conn) if empty else []
-        columns = ", ".join(PLAIN_FIELDS)
-        values = ", ".join(f"s.{name}" for name in PLAIN_FIELDS)
-        created = conn.execute(text(f"""
-            WITH new AS (
-                INSERT INTO resource (uid, source, source_id, {columns}, slug, organization_id,
-                                      exact_lat, exact_lon, geom, locked_fields, version,
-                                      created_at, updated_at)
-                SELECT gen_random_uuid()::text, :source, s.source_id, {values}, s.slug, o.id,
-                       CASE WHEN s.location_confidential THEN s.lat END,
-                       CASE WHEN s.location_confidential THEN s.lon END,
-                       {self._sql_point("coalesce(s.glon, s.lon)", "coalesce(s.glat, s.lat)")},
-                       '[]', 1, :now, :now
-                FROM bulk_staging AS s
-                LEFT JOIN organization AS o ON o.source = :source AND o.source_id = s.org_key
-                WHERE NOT EXISTS (SELECT FROM resource AS r
-                                  WHERE r.source = :source AND r.source_id = s.source_id)
-                RETURNING id, source_id)
-            INSERT INTO resource_version (resource_id, version, changed_by, changed_at, data, diff)
-            SELECT new.id, 1, :changed_by, :now, s.data::json, '{{}}'
-            FROM new JOIN bulk_staging AS s ON s.source_id = new.source_id
-            """).bindparams(_now_param(now)), {"source": source, "changed_by": changed_by}
-        ).rowcount
+        columns = (f"uid, source, source_id, {', '.join(PLAIN_FIELDS)}, slug, organization_id, "
+                   "exact_lat, exact_lon, geom, locked_fields, version, created_at, updated_at")
+        point = self._sql_point("coalesce(s.glon, s.lon)", "coalesce(s.glat, s.lat)")
+        values = (f"gen_random_uuid()::text, :source, s.source_id, "
+                  f"{', '.join(f's.{name}' for name in PLAIN_FIELDS)}, s.slug, o.id, "
+                  "CASE WHEN s.location_confidential THEN s.lat END, "
+                  "CASE WHEN s.location_confidential THEN s.lon END, "
+                  f"{point}, '[]', 1, :now, :now")
+        rows = ("FROM bulk_staging AS s LEFT JOIN organization AS o "
+                "ON o.source = :source AND o.source_id = s.org_key")
+        version = ("INSERT INTO resource_version (resource_id, version, changed_by, changed_at, "
+                   "data, diff) SELECT {id}, 1, :changed_by, :now, s.data::json, '{{}}'")
+        params = {"source": source, "changed_by": changed_by}
+        rebuild: list[str] = []
+        if empty:
+            # Into an empty table, indexes and constraints (but the primary keys) are built
+            # after the load: one sort per index instead of a million index insertions, one
+            # anti-join per foreign key instead of a lookup per row. Every staging row is new:
+            # with ids reserved from the sequence (the dropped indexes lock the table), the
+            # versions come straight from the staging rows, without joining a million back.
+            rebuild = self._drop_indexes(conn)
+            params["base"] = conn.exec_driver_sql("""
+                SELECT setval(s.seq, nextval(s.seq) + greatest(n - 1, 0)) - greatest(n - 1, 0)
+                FROM (SELECT pg_get_serial_sequence('resource', 'id')::regclass AS seq,
+                             (SELECT count(*) FROM bulk_staging) AS n) AS s""").scalar_one()
+            created = conn.execute(text(
+                f"INSERT INTO resource (id, {columns}) SELECT :base + s.key, {values} {rows}"
+            ).bindparams(_now_param(now)), params).rowcount
+            conn.execute(text(version.format(id=":base + s.key") + " FROM bulk_staging AS s")
+                         .bindparams(_now_param(now)), params)
+        else:
+            created = conn.execute(text(f"""
+                WITH new AS (
+                    INSERT INTO resource ({columns}) SELECT {values} {rows}
+                    WHERE NOT EXISTS (SELECT FROM resource AS r
+                                      WHERE r.source = :source AND r.source_id = s.source_id)
+                    RETURNING id, source_id)
+                {version.format(id="new.id")}
+                FROM new JOIN bulk_staging AS s ON s.source_id = new.source_id
+                """).bindparams(_now_param(now)), params).rowcount
 
         def finish() -> None:
             if not rebuild:
@@ -183,6 +296,28 @@ class PostGISStore(Store):
     def _sql_distance(self, x1: str, y1: str, x2: str, y2: str) -> str:
         return (f"ST_Distance(ST_SetSRID(ST_MakePoint({x1}, {y1}), 4326)::geography, "
                 f"ST_SetSRID(ST_MakePoint({x2}, {y2}), 4326)::geography)")
+
+
+class _JsonText(TypeDecorator):
+    """JSON that arrives as text, parsed by orjson."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else orjson.loads(value)
+
+
+def _param_point() -> tuple[ColumnElement, Any]:
+    """The point of parameters ``lon`` and ``lat`` (and the ``lat`` parameter)."""
+    lat = bindparam("lat", 0.0, type_=Float)
+    point = func.ST_SetSRID(func.ST_MakePoint(bindparam("lon", 0.0, type_=Float), lat), 4326)
+    return type_coerce(point, Geometry("POINT", srid=4326)), lat
+
+
+def _geodesic(geom: Any, point: Any) -> ColumnElement:
+    """Metres between ``geom`` and ``point`` on the ellipsoid (what ``_distance_m`` measures)."""
+    return func.ST_Distance(func.geography(geom), func.geography(point))
 
 
 _CODE_LISTS = ("categories", "audiences", "languages")

@@ -1,34 +1,234 @@
 """SpatiaLite specifics: R*Tree window queries (never the KNN virtual tables), JSON code lists,
-ellipsoidal ``ST_Distance(a, b, 1)``, full text on the FTS5 table ``resource_fts``."""
+ellipsoidal distances, full text on the FTS5 table ``resource_fts``.
+
+Nearest-k reads R*Tree windows and measures the candidates in Python (pyproj's geodesic, the
+algorithm of PROJ that SpatiaLite's ``ST_Distance(a, b, 1)`` uses too): SpatiaLite's function
+costs 10-50 us a call, Python 1 us a point. The first window is sized from the data's average
+density; a window that holds too many candidates is shrunk to the k-th nearest of those it
+returned, one with too few is grown by the area the missing ones need, so a search reads one or
+two small windows.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+import struct
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import (ColumnElement, String, and_, column, false, func, literal,
-                        literal_column, select, table, text)
+import orjson
+from pyproj import Geod
+from sqlalchemy import (JSON, Boolean, ColumnElement, Date, DateTime, Float, Integer, Select,
+                        String, bindparam, column, func, literal, literal_column, null, select,
+                        table, text, union_all)
 from sqlalchemy.engine import Connection
 
-from ..models import Resource
-from ..search import DIGRAPHS, fold, words
-from .base import PLAIN_FIELDS, Store, _dumps, _now_param, _point, window
+from ..models import Organization, Resource
+from ..search import DIGRAPHS, SearchQuery, fold, words
+from .base import (_WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _dumps, _now_param,
+                   _point, window)
 
 _RTREE = table("idx_resource_geom", column("pkid"), column("xmin"), column("xmax"),
                column("ymin"), column("ymax"))
 _FTS = table("resource_fts", column("rowid"))
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_FIRST_RADIUS_M = 250.0
+_FIRST_RADIUS_M = 250.0  # the first window's radius when the density is not known
 _EARTH_M = 20_100_000.0  # beyond this a window covers every point
+_GEOD = Geod(ellps="WGS84")
+_A, _E2 = 6_378_137.0, 0.00669437999014  # WGS84 semi-major axis, first eccentricity²
+_ORDERED_MAX_M = 200_000.0  # larger windows (and polar ones) are read whole
+_ORDERED_MAX_LAT = 80.0
+_MAX_READ = 20_000  # R*Tree entries read in one step of a nearest search
+_MAX_HINTS = 512
 
 
 class SpatiaLiteStore(Store):
     backend = "spatialite"
 
-    def _codes_overlap(self, column_: Any, codes: Sequence[str]) -> ColumnElement:
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        # query shape -> [entries per m² near the searched points, share of entries matching]
+        self._hints: dict[tuple[str, ...], list[float]] = {}
+
+    def _codes_overlap(self, column_: Any, codes: Any) -> ColumnElement:
         each = func.json_each(column_).table_valued("value")
-        return select(1).select_from(each).where(each.c.value.in_(list(codes))).exists()
+        return select(1).select_from(each).where(self._in_list(each.c.value, codes)).exists()
+
+    def _list_value(self, values: Sequence[str]) -> Any:
+        return orjson.dumps(list(values)).decode()
+
+    def _list_param(self, name: str, value: Any) -> Any:
+        return bindparam(name, value, type_=String)
+
+    def _in_list(self, column_: Any, values: Any) -> ColumnElement:
+        each = func.json_each(values).table_valued("value")
+        return column_.in_(select(each.c.value))
+
+    def _reader(self, type_: Any) -> Callable[[Any], Any] | None:
+        dialect = self.engine.dialect
+        impl = type_.dialect_impl(dialect)
+        if isinstance(impl, JSON):
+            return orjson.loads
+        if isinstance(impl, (Boolean, Date, DateTime)):
+            return impl.result_processor(dialect, None)
+        return None
+
+    def _text_value(self, conn: Any, text: str) -> str | None:
+        return fts5_query(text)
+
+    # ---- nearest-k ---------------------------------------------------------------------------
+    def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
+                 values: dict[str, Any]) -> list[Hit]:
+        lat, lon = query.near
+        shape = tuple(sorted(params))
+        plan = self._plan(("nearest", *shape), lambda: self._candidates_select(
+            self._where(params), [*self._public_columns(), Resource.id], public=True))
+        n = len(self._public_keys)
+
+        def candidates(box: tuple[float, float, float, float], m: int, kx: float,
+                       ky: float) -> list[Any]:
+            return plan.run(conn, {**params, **dict(zip(_WINDOW, box)), "lon": lon, "lat": lat,
+                                   "kx": kx, "ky": ky, "m": m}, read=False)
+
+        found = self._nearest_rows(conn, candidates, (n, n + 1, n + 2), lat, lon,
+                                   query.offset + query.limit + 1, query.radius,
+                                   shape)[query.offset:]
+        return self._hits(plan.read([row for _d, _id, row in found]),
+                          distances=[d for d, _id, _row in found])
+
+    def _candidates_select(self, where: list[ColumnElement], columns: list[Any],
+                           public: bool = False) -> Select:
+        """``columns`` of the matches of ``where`` among the ``m`` (-1: all) entries of the
+        window of parameters ``_WINDOW`` nearest to (``lon``, ``lat``) by the planar metric
+        (``kx``, ``ky`` metres per degree), then one row of NULLs but for the number of
+        entries read and the largest planar distance² among them (``_nearest_rows``).
+
+        The R*Tree is ordered alone (its float32 box centres; no table row is read for
+        that), so a generous window costs little; table rows are read for the ``m`` entries
+        only."""
+        win = _RTREE  # unaliased: plans name the spatial index
+        box = [bindparam(name, 0.0, type_=Float) for name in _WINDOW]
+        lon, lat = bindparam("lon", 0.0, type_=Float), bindparam("lat", 0.0, type_=Float)
+        dx = ((win.c.xmin + win.c.xmax) * 0.5 - lon) * bindparam("kx", 1.0, type_=Float)
+        dy = ((win.c.ymin + win.c.ymax) * 0.5 - lat) * bindparam("ky", 1.0, type_=Float)
+        d2 = (dx * dx + dy * dy).label("d2")
+        nearest = (select(win.c.pkid, d2)
+                   .where(win.c.xmin <= box[2], win.c.xmax >= box[0], win.c.ymin <= box[3],
+                          win.c.ymax >= box[1])
+                   .order_by(d2).limit(bindparam("m", -1, type_=Integer))
+                   .cte("nearest").prefix_with("MATERIALIZED"))
+        rows = (select(*columns, null().label("entries"), null().label("farthest"))
+                .join_from(nearest, Resource, Resource.id == nearest.c.pkid))
+        if public:
+            rows = rows.outerjoin(Organization, Organization.id == Resource.organization_id)
+        info = select(*(null() for _ in columns), func.count(), func.max(nearest.c.d2)
+                      ).select_from(nearest)
+        return union_all(rows.where(*where), info)
+
+    def _nearest_rows(self, conn: Any, candidates: Callable[..., list[Any]],
+                      at: tuple[int, int, int], lat: float, lon: float, k: int,
+                      radius: float | None, shape: tuple[str, ...]
+                      ) -> list[tuple[float, int, Any]]:
+        """(metres, id, row) of the k nearest matches, by distance then id (with ``radius``:
+        only those within it). ``candidates(box, m, kx, ky)`` runs a
+        :meth:`_candidates_select`; ``at``: where lon, lat and id are in its rows.
+
+        Exact. Every match within r metres lies in the window of radius r. When all of a
+        window's entries were read, the matches among them within r come first. When only the
+        ``m`` nearest by the planar metric were, an entry not read has a planar distance of at
+        least the largest one read, so a true distance of at least that (less the float32
+        rounding of the R*Tree, ``delta``) times (1 - ``eps``), the metric's largest relative
+        error over the window; matches nearer than that come first. Beyond 200 km or 80°
+        latitude windows are read whole."""
+        reach = _EARTH_M if radius is None else radius
+        x_at, y_at, id_at = at
+        density, share = self._hint(conn, shape)
+        kx, ky = _metres_per_degree(lat)
+        m = min(max(math.ceil((k + 2) * 1.5 / share), k + 2), _MAX_READ)
+        r = math.sqrt(2.5 * m / (math.pi * density)) if density > 0 else _FIRST_RADIUS_M
+        r = min(max(r, 1.0), reach)
+        whole = abs(lat) > _ORDERED_MAX_LAT
+        while True:
+            box = window(lat, lon, r)
+            limit = -1 if whole or r > _ORDERED_MAX_M else m
+            rows = candidates(box, limit, kx, ky)
+            info = next(row for row in rows if row[id_at] is None)
+            entries, farthest = info[-2], info[-1]
+            found = _measured([row for row in rows if row[id_at] is not None], lat, lon,
+                              x_at, y_at, id_at)
+            complete = limit < 0 or entries < limit
+            if complete:
+                bound = r
+            else:
+                eps, delta = _flat_error(lat, box)
+                bound = min(r, (math.sqrt(farthest) - delta) * (1 - eps) - 1e-6)
+            if len(found) >= k and found[k - 1][0] <= bound:
+                found = found[:k]
+                break
+            if complete and r >= reach:
+                break
+            if complete:  # too few matches in the window: widen it
+                if len(found) >= k:
+                    r = found[k - 1][0] + 0.01  # holds these k
+                else:
+                    r *= max(2.0, 1.5 * math.sqrt(k / max(len(found), 0.25)))
+                r = min(r, reach)
+            else:  # the window holds more entries than were read: read more
+                if len(found) >= k:
+                    r = min(r, found[k - 1][0] + 0.01)  # holds these k
+                m *= max(2, math.ceil(1.5 * k / max(len(found), 0.5)))
+                if m > _MAX_READ:  # a crowd: read the (smallest known) window whole
+                    whole = True
+        self._learn(shape, entries, farthest, complete, r, len(rows) - 1)
+        return [item for item in found if item[0] <= reach][:k]
+
+    def _hint(self, conn: Any, shape: tuple[str, ...]) -> tuple[float, float]:
+        """(entries per m² around the points searched, share of entries matching) for a
+        query shape: the first window's size and how many entries to read. Learned from the
+        searches so far (a per-process hint, never a result), first from the data's average
+        density (:meth:`_density`)."""
+        hint = self._hints.get(shape)
+        if hint is None:
+            share = 1.0 if set(shape) <= {"statuses"} else 0.2
+            hint = self._hints[shape] = [self._density(conn), share]
+        return hint[0], hint[1]
+
+    def _learn(self, shape: tuple[str, ...], entries: int, farthest: float | None,
+               complete: bool, r: float, matches: int) -> None:
+        hint = self._hints.get(shape)
+        if hint is None or not entries:
+            return
+        if complete:
+            density = entries / (4 * r * r)
+        else:
+            density = entries / (math.pi * max(farthest or 0.0, 1.0))
+        if hint[0] > 0:
+            hint[0] = math.exp(0.8 * math.log(hint[0]) + 0.2 * math.log(max(density, 1e-12)))
+        else:
+            hint[0] = density
+        hint[1] = min(max(0.8 * hint[1] + 0.2 * matches / entries, 0.001), 1.0)
+        if len(self._hints) > _MAX_HINTS:
+            self._hints.clear()
+
+    def _density(self, conn: Any) -> float:
+        """Resources per square metre over the extent of the spatial index, roughly (the
+        largest id counts the rows; the R*Tree's root node holds the extent)."""
+        row = conn.exec_driver_sql("SELECT (SELECT max(id) FROM resource), data "
+                                   "FROM idx_resource_geom_node WHERE nodeno = 1").first()
+        count, node = row if row is not None else (0, None)
+        if not count or not node or len(node) < 28:
+            return 0.0
+        # R*Tree node: depth, cell count (u16 each), cells of rowid (i64) + 4 x float32
+        cells = struct.unpack_from(">H", node, 2)[0]
+        boxes = [struct.unpack_from(">q4f", node, 4 + 24 * i)[1:] for i in range(cells)]
+        if not boxes:
+            return 0.0
+        minx, maxx = min(b[0] for b in boxes), max(b[1] for b in boxes)
+        miny, maxy = min(b[2] for b in boxes), max(b[3] for b in boxes)
+        coslat = max(math.cos(math.radians((miny + maxy) / 2)), 0.01)
+        area = (maxx - minx) * coslat * METRES_PER_DEG_LAT * (maxy - miny) * METRES_PER_DEG_LAT
+        return count / max(area, 1e6)
 
     def _distance_m(self, lon: float, lat: float, geom: Any = None) -> ColumnElement:
         geom = Resource.geom if geom is None else geom
@@ -42,18 +242,16 @@ class SpatiaLiteStore(Store):
 
     def _knn_radius(self, conn: Any, lat: float, lon: float, k: int,
                     where: list[ColumnElement]) -> float | None:
-        # Widen an R*Tree window until it holds k matches; every point of a window of half-side
-        # r lies within r * sqrt(2) of the centre, so that radius holds the true k nearest.
-        radius = _FIRST_RADIUS_M
-        while True:
-            box = window(lat, lon, radius)
-            found = select(Resource.id).where(*where, *self._exact_box(box)).limit(k).subquery()
-            count = conn.execute(select(func.count()).select_from(found)).scalar_one()
-            if count >= k:
-                return radius * 1.42
-            if radius >= _EARTH_M:
-                return radius if count else None
-            radius = min(radius * 4, _EARTH_M)
+        r = Resource
+        stmt = self._candidates_select(where, [r.id, func.ST_X(r.geom), func.ST_Y(r.geom)])
+
+        def candidates(box: tuple[float, float, float, float], m: int, kx: float,
+                       ky: float) -> list[Any]:
+            return conn.execute(stmt, {**dict(zip(_WINDOW, box)), "lon": lon, "lat": lat,
+                                       "kx": kx, "ky": ky, "m": m}).all()
+
+        found = self._nearest_rows(conn, candidates, (1, 2, 0), lat, lon, k, None, ("*",))
+        return found[-1][0] + 0.01 if found else None
 
     def _point_in(self, polygon: Any, x: Any, y: Any) -> ColumnElement:
         return func.ST_Intersects(polygon, func.MakePoint(x, y, 4326)) == 1
@@ -71,12 +269,9 @@ class SpatiaLiteStore(Store):
         each = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
         return column_.in_(select(each.c.value))
 
-    def _text_match(self, text: str) -> ColumnElement:
-        expression = fts5_query(text)
-        if expression is None:
-            return false()
+    def _text_match(self, value: Any) -> ColumnElement:
         return Resource.id.in_(select(_FTS.c.rowid).where(
-            literal_column("resource_fts").op("MATCH")(expression)))
+            literal_column("resource_fts").op("MATCH")(value)))
 
     # ---- bulk path (Store.bulk_upsert) ---------------------------------------------------
     def _bulk_load(self, conn: Connection, table_: str, columns: Sequence[str],
@@ -179,6 +374,42 @@ _TRIGGER = re.compile(r"^CREATE\s+TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?\S+\s+(?:BE
 _INSERT_VALUES = re.compile(r"^(INSERT\s+INTO\s+.+?)\s+VALUES\s*\((.*)\)$",
                             re.IGNORECASE | re.DOTALL)
 _NEW = re.compile(r"\bnew\.", re.IGNORECASE)
+
+
+def _measured(rows: Sequence[Any], lat: float, lon: float, x_at: int, y_at: int,
+              id_at: int) -> list[tuple[float, int, Any]]:
+    """(metres from (lat, lon), id, row) of ``rows``, nearest first (then by id)."""
+    if not rows:
+        return []
+    n = len(rows)
+    _az, _back, metres = _GEOD.inv([lon] * n, [lat] * n, [row[x_at] for row in rows],
+                                   [row[y_at] for row in rows])
+    found = [(d, row[id_at], row) for d, row in zip(metres, rows)]
+    found.sort(key=_by_distance_and_id)
+    return found
+
+
+def _by_distance_and_id(item: tuple[float, int, Any]) -> tuple[float, int]:
+    return item[0], item[1]
+
+
+def _metres_per_degree(lat: float) -> tuple[float, float]:
+    """Metres per degree of longitude and of latitude at ``lat`` on the WGS84 ellipsoid."""
+    phi = math.radians(lat)
+    w = 1 - _E2 * math.sin(phi) ** 2
+    return (math.radians(1) * _A * math.cos(phi) / math.sqrt(w),
+            math.radians(1) * _A * (1 - _E2) / w ** 1.5)
+
+
+def _flat_error(lat: float, box: tuple[float, float, float, float]) -> tuple[float, float]:
+    """(eps, delta): over ``box``, a true distance d and the planar metric p of an R*Tree
+    entry's centre satisfy d >= (p - delta) * (1 - eps). The metric's scale is exact at
+    ``lat``; a point dphi away sees the scale of longitude differ by up to tan(lat) dphi
+    (twice that allowed), plus 0.2 % for the curvature terms (< 0.1 % within 200 km);
+    delta covers the float32 rounding of the centres (< 1.7 m) twice."""
+    dphi = math.radians(max(box[3] - lat, lat - box[1], 0.0))
+    top = math.radians(min(abs(lat) + math.degrees(dphi), 89.0))
+    return 2 * math.tan(top) * dphi + 0.002, 3.5
 
 
 def _spread16(v: str) -> str:

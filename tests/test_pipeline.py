@@ -1,0 +1,49 @@
+"""Pipeline rules that cut across formats (both backends)."""
+from __future__ import annotations
+
+import pytest
+
+from importers import ImportFailed, ImportOptions, run_import
+from mapservice.search import SearchQuery
+
+
+def _csv(path, rows):
+    path.write_text("id,name,lat,lon,categories\n" + "".join(
+        f"{i},{name},{lat},{lon},library\n" for i, name, lat, lon in rows), encoding="utf-8")
+    return path
+
+
+def test_invalid_rows_are_not_archived_as_missing(store, tmp_path):
+    first = _csv(tmp_path / "a.csv", [(1, "Bücherhalle Eins", 53.55, 10.0),
+                                      (2, "Bücherhalle Zwei", 53.56, 10.0),
+                                      (3, "Bücherhalle Drei", 53.57, 10.0)])
+    run_import(store, first, ImportOptions(source="lib"))
+    # row 2 is now broken (latitude 100), row 3 is gone from the file
+    second = _csv(tmp_path / "b.csv", [(1, "Bücherhalle Eins", 53.55, 10.0),
+                                       (2, "Bücherhalle Zwei", 100, 10.0)])
+    report = run_import(store, second, ImportOptions(source="lib", skip_invalid=True,
+                                                     archive_missing=True))
+    assert report.archived == 1 and len(report.invalid) == 1
+    assert "row 2" in str(report.invalid[0]) and "lat" in str(report.invalid[0])
+    assert store.count() == 2 and store.count(statuses=("archived",)) == 1
+
+
+def test_default_run_aborts_and_writes_nothing(store, tmp_path):
+    run_import(store, _csv(tmp_path / "a.csv", [(1, "Eins", 53.55, 10.0)]),
+               ImportOptions(source="lib"))
+    uid = store.search(SearchQuery()).hits[0].properties["uid"]
+    before = store.history(uid)
+    bad = _csv(tmp_path / "b.csv", [(1, "Eins (neu)", 53.55, 10.0), (2, "", 53.56, 10.0)])
+    with pytest.raises(ImportFailed) as failed:
+        run_import(store, bad, ImportOptions(source="lib"))
+    assert "row 2" in failed.value.detail and "name" in failed.value.detail
+    hits = store.search(SearchQuery()).hits
+    assert [h.properties["name"] for h in hits] == ["Eins"]
+    assert store.history(hits[0].properties["uid"]) == before
+
+
+def test_dry_run_reports_but_writes_nothing(store, tmp_path):
+    path = _csv(tmp_path / "a.csv", [(1, "Eins", 53.55, 10.0), (2, "Zwei", 53.56, 10.0)])
+    report = run_import(store, path, ImportOptions(source="lib", dry_run=True))
+    assert report.created == 2 and report.dry_run
+    assert store.count() == 0
