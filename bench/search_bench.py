@@ -339,7 +339,9 @@ def measure_in_process(url: str, loads: list[Workload], requests: dict[str, int]
     from mapservice.db import make_engine
     from mapservice.store import make_store
 
-    engine = make_engine(url)
+    # No statement timeout: on SQLite it is a deadline that SQLAlchemy's events renew, and the
+    # raw connection of the replay would run into a stale one.
+    engine = make_engine(url, statement_timeout_ms=0)
     store = make_store(engine)
     captured: list[tuple[str, Any]] = []
 

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Sequence
 import orjson
 from pyproj import Geod
 from sqlalchemy import (JSON, Boolean, ColumnElement, Date, DateTime, Float, Integer, Select,
-                        String, bindparam, column, func, literal, literal_column, null, select,
-                        table, text, union_all)
+                        String, and_, bindparam, column, func, literal, literal_column, null,
+                        or_, select, table, text, union_all)
 from sqlalchemy.engine import Connection
 
 from ..models import Organization, Resource
@@ -53,7 +53,15 @@ class SpatiaLiteStore(Store):
 
     def _codes_overlap(self, column_: Any, codes: Any) -> ColumnElement:
         each = func.json_each(column_).table_valued("value")
-        return select(1).select_from(each).where(self._in_list(each.c.value, codes)).exists()
+        exact = select(1).select_from(each).where(self._in_list(each.c.value, codes)).exists()
+        # First a test that costs a tenth of json_each per row: a single plain code is in
+        # the list only if the list's JSON text holds it quoted. (SQLite evaluates the parts
+        # that read only the parameter once per statement.)
+        first = func.json_extract(codes, "$[0]")
+        quoted = literal('"', String).concat(first).concat('"')
+        quick = or_(func.json_array_length(codes) != 1, first.op("GLOB")("*[^a-z0-9_]*"),
+                    func.instr(column_, quoted) > 0)
+        return and_(quick, exact)
 
     def _list_value(self, values: Sequence[str]) -> Any:
         return orjson.dumps(list(values)).decode()
