@@ -13,7 +13,7 @@ from sqlalchemy import (ColumnElement, Float, Integer, Select, String, Text, Typ
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, TSQUERY
 from sqlalchemy.engine import Connection
 
-from ..models import Resource
+from ..models import STATUSES, Resource
 from ..search import SearchQuery
 from .base import (_WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _now_param, _point,
                    window)
@@ -60,32 +60,37 @@ class PostGISStore(Store):
             plan = self._plan(("radius", *sorted(params)), lambda: self._radius_select(params))
         else:
             values["k"] = query.offset + query.limit + 1
-            # Without filters whose selectivity matters, the row counts are written into the
-            # SQL: PostgreSQL then settles on one generic plan for the prepared statement and
-            # skips planning (about half of the query's time). With LIMIT parameters it keeps
-            # planning each call: their unknown values make the generic plan look costly.
-            fixed = ((query.offset + query.limit + 1, query.limit + 1, query.offset)
-                     if set(params) == {"statuses"} else None)
+            # Without filters whose selectivity matters, the statuses and row counts are
+            # written into the SQL: PostgreSQL then settles on one generic plan for the
+            # prepared statement and skips planning (about half of the query's time). As
+            # parameters, their unknown values make the generic plan look costly, and it keeps
+            # planning every call.
+            fixed = None
+            if set(params) == {"statuses"} and set(query.statuses) <= set(STATUSES):
+                fixed = (query.offset + query.limit + 1, query.limit + 1, query.offset,
+                         tuple(query.statuses))
             plan = self._plan(("near", *sorted(params), fixed),
                               lambda: self._knn_select(params, fixed))
         return self._hits(plan.run(conn, values), distance=True)
 
     def _knn_select(self, params: dict[str, Any],
-                    fixed: tuple[int, int, int] | None = None) -> Select:
+                    fixed: tuple[int, int, int, tuple[str, ...]] | None = None) -> Select:
         """Nearest-k in one statement: the KNN scan (``<->`` on the GiST index, planar
         degrees) finds k matches; the largest of their true distances is a reach that holds
         the true k nearest (in metres); the page is read from the index window around that
         reach (``window``'s arithmetic in SQL) and ordered by the ellipsoidal distance. No
-        match: the reach is NULL and so is the result. ``fixed``: (k, limit, offset) as
-        literals instead of parameters."""
+        match: the reach is NULL and so is the result. ``fixed``: (k, limit, offset,
+        statuses) as literals instead of parameters (statuses: words of ``STATUSES``)."""
+        r = Resource
         if fixed is None:
             k, limit, offset = (bindparam("k", 1, type_=Integer),
                                 bindparam("limit", 1, type_=Integer),
                                 bindparam("offset", 0, type_=Integer))
+            where = self._where(params)
         else:
-            k, limit, offset = (literal_column(str(int(n))) for n in fixed)
-        r = Resource
-        where = self._where(params)
+            k, limit, offset = (literal_column(str(int(n))) for n in fixed[:3])
+            assert set(fixed[3]) <= set(STATUSES)
+            where = [r.status == any_(literal_column(f"'{{{','.join(fixed[3])}}}'::text[]"))]
         point, lat = _param_point()
         nearest = (select(r.geom).where(*where).order_by(r.geom.op("<->")(point))
                    .limit(k).subquery("nearest"))

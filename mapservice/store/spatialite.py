@@ -107,31 +107,36 @@ class SpatiaLiteStore(Store):
 
     def _candidates_select(self, where: list[ColumnElement], columns: list[Any],
                            public: bool = False) -> Select:
-        """``columns`` of the matches of ``where`` among the ``m`` (-1: all) entries of the
-        window of parameters ``_WINDOW`` nearest to (``lon``, ``lat``) by the planar metric
-        (``kx``, ``ky`` metres per degree), then one row of NULLs but for the number of
-        entries read and the largest planar distance² among them (``_nearest_rows``).
+        """``columns`` of the matches of ``where`` among the ``m`` (-1: all) entries nearest
+        to (``lon``, ``lat``) by the planar metric (``kx``, ``ky`` metres per degree) of the
+        first ``cap`` (-1: all) entries of the window of parameters ``_WINDOW``; then one row
+        of NULLs but for the number of entries scanned and the largest planar distance² of
+        those read (``_nearest_rows``).
 
-        The R*Tree is ordered alone (its float32 box centres; no table row is read for
-        that), so a generous window costs little; table rows are read for the ``m`` entries
-        only."""
+        The R*Tree is scanned and ordered alone (its float32 box centres; no table row is
+        read for that, about 0.2 us an entry); table rows are read for the ``m`` entries
+        only. ``cap`` bounds the cost of a window that turns out far too crowded."""
         win = _RTREE  # unaliased: plans name the spatial index
         box = [bindparam(name, 0.0, type_=Float) for name in _WINDOW]
+        scan = (select(win.c.pkid, win.c.xmin, win.c.xmax, win.c.ymin, win.c.ymax)
+                .where(win.c.xmin <= box[2], win.c.xmax >= box[0], win.c.ymin <= box[3],
+                       win.c.ymax >= box[1])
+                .limit(bindparam("cap", -1, type_=Integer))
+                .cte("scan").prefix_with("MATERIALIZED"))
         lon, lat = bindparam("lon", 0.0, type_=Float), bindparam("lat", 0.0, type_=Float)
-        dx = ((win.c.xmin + win.c.xmax) * 0.5 - lon) * bindparam("kx", 1.0, type_=Float)
-        dy = ((win.c.ymin + win.c.ymax) * 0.5 - lat) * bindparam("ky", 1.0, type_=Float)
+        dx = ((scan.c.xmin + scan.c.xmax) * 0.5 - lon) * bindparam("kx", 1.0, type_=Float)
+        dy = ((scan.c.ymin + scan.c.ymax) * 0.5 - lat) * bindparam("ky", 1.0, type_=Float)
         d2 = (dx * dx + dy * dy).label("d2")
-        nearest = (select(win.c.pkid, d2)
-                   .where(win.c.xmin <= box[2], win.c.xmax >= box[0], win.c.ymin <= box[3],
-                          win.c.ymax >= box[1])
-                   .order_by(d2).limit(bindparam("m", -1, type_=Integer))
+        nearest = (select(scan.c.pkid, d2).order_by(d2)
+                   .limit(bindparam("m", -1, type_=Integer))
                    .cte("nearest").prefix_with("MATERIALIZED"))
-        rows = (select(*columns, null().label("entries"), null().label("farthest"))
+        rows = (select(*columns, null().label("scanned"), null().label("farthest"))
                 .join_from(nearest, Resource, Resource.id == nearest.c.pkid))
         if public:
             rows = rows.outerjoin(Organization, Organization.id == Resource.organization_id)
-        info = select(*(null() for _ in columns), func.count(), func.max(nearest.c.d2)
-                      ).select_from(nearest)
+        info = select(*(null() for _ in columns),
+                      select(func.count()).select_from(scan).scalar_subquery(),
+                      select(func.max(nearest.c.d2)).scalar_subquery())
         return union_all(rows.where(*where), info)
 
     def _nearest_rows(self, conn: Any, candidates: Callable[..., list[Any]],
@@ -176,16 +181,23 @@ class SpatiaLiteStore(Store):
                 break
             if complete and r >= reach:
                 break
+            # Not yet. Every step scans its whole window in the R*Tree (a city-wide window
+            # costs 100 ms and more at 1M rows), so windows grow by at most 4x in radius.
             if complete:  # too few matches in the window: widen it
                 if len(found) >= k:
                     r = found[k - 1][0] + 0.01  # holds these k
+                elif entries:  # towards 1.5 m entries, at the density seen
+                    r *= min(max(math.sqrt(1.5 * m / entries), 1.5), 4.0)
                 else:
-                    r *= max(2.0, 1.5 * math.sqrt(k / max(len(found), 0.25)))
+                    r *= 2.0
                 r = min(r, reach)
-            else:  # the window holds more entries than were read: read more
+            else:  # the window holds more entries than were read: read more of them
+                grow = max(2, math.ceil(1.5 * k / max(len(found), 0.5)))
                 if len(found) >= k:
                     r = min(r, found[k - 1][0] + 0.01)  # holds these k
-                m *= max(2, math.ceil(1.5 * k / max(len(found), 0.5)))
+                else:  # a window that holds the entries to read next, at the density seen
+                    r = min(r, (math.sqrt(farthest) / min(kx, ky) + 5.0) * math.sqrt(grow))
+                m *= grow
                 if m > _MAX_READ:  # a crowd: read the (smallest known) window whole
                     whole = True
         self._learn(shape, entries, farthest, complete, r, len(rows) - 1)
