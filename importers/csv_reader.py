@@ -64,9 +64,17 @@ class MappingFileError(ImportFailed):
 def normalise(text: Any) -> str:
     """The comparison form of column names and free-text values: case-, accent- and
     punctuation-insensitive ("Öffnungs-Zeiten" -> "offnungs_zeiten")."""
-    text = unicodedata.normalize("NFKD", str(text).replace("ß", "ss").replace("ẞ", "ss"))
+    return _normalise(str(text))
+
+
+@lru_cache(maxsize=65_536)  # a file repeats its category and coded values on every row
+def _normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.replace("ß", "ss").replace("ẞ", "ss"))
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    return re.sub(r"[\W_]+", "_", text).strip("_")
+    return _NON_WORD.sub("_", text).strip("_")
+
+
+_NON_WORD = re.compile(r"[\W_]+")
 
 
 # ---- the mapping ----------------------------------------------------------------------------
@@ -277,6 +285,11 @@ def text_value(value: Any) -> str | None:
     """A cell as text: stripped, empty -> None, ``12.0`` -> ``12``, a list -> its first
     non-empty item; the apostrophe that guards a spreadsheet formula (``'+49 ...``, as
     mapservice's own CSV export writes it) is dropped."""
+    if type(value) is str:  # every CSV cell: the short way
+        text = value.strip()
+        if len(text) > 1 and text[0] == "'" and text[1] in "=+-@":
+            text = text[1:]
+        return text or None
     value = _scalar(value)
     if isinstance(value, (list, tuple)):
         items = [t for t in (text_value(v) for v in value) if t]
@@ -307,7 +320,10 @@ def _items(value: Any) -> list[str]:
             parsed = None
         if isinstance(parsed, list):
             return [t for t in (text_value(v) for v in parsed) if t]
-    return [part.strip() for part in re.split(r"[;,|]", text) if part.strip()]
+    return [part.strip() for part in _ITEM_SEPARATORS.split(text) if part.strip()]
+
+
+_ITEM_SEPARATORS = re.compile(r"[;,|]")
 
 
 def number(value: Any) -> float | None:
@@ -343,6 +359,11 @@ def _date(value: Any) -> str | None:
     text = text_value(value)
     if not text:
         return None
+    return _date_text(text)
+
+
+@lru_cache(maxsize=8192)  # the same dates recur across rows
+def _date_text(text: str) -> str:
     for pattern, order in ((r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?", "ymd"),
                            (r"(\d{1,2})\.(\d{1,2})\.(\d{4})", "dmy"),
                            (r"(\d{4})/(\d{1,2})/(\d{1,2})", "ymd")):
@@ -395,6 +416,8 @@ class RowMapper:
 
     def __init__(self, mapping: ColumnMapping, columns: Columns) -> None:
         self.mapping, self.columns = mapping, columns
+        # (field, cell text) -> (codes, items without a code)
+        self._code_cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def __call__(self, row: Mapping[str, Any], where: Where) -> Candidate:
         cand = Candidate(where, {})
@@ -402,7 +425,7 @@ class RowMapper:
         cols = self.columns.fields
         for name, header in cols.items():
             try:
-                self._set(rec, name, row.get(header), where.at(header), cand)
+                self._set(rec, name, row.get(header), where, header, cand)
             except _Bad as exc:
                 cand.problems.append(Problem(where.at(header), f"{exc} ({name})"
                                              if name != normalise(header) else str(exc)))
@@ -420,14 +443,16 @@ class RowMapper:
             rec["audiences"] = list(self.mapping.default_audiences)
         return cand
 
-    def _set(self, rec: dict[str, Any], name: str, value: Any, where: Where,
+    def _set(self, rec: dict[str, Any], name: str, value: Any, row_where: Where, header: str,
              cand: Candidate) -> None:
+        """Field ``name`` from the cell ``value`` of column ``header``; problems are placed
+        at ``row_where.at(header)`` (built only then: this runs for every cell)."""
         if name in ("lat", "lon"):
             rec[name] = number(value)
         elif name in LIST_FIELDS:
-            rec[name] = self._codes(name, value, where, cand)
+            rec[name] = self._codes(name, value, row_where, header, cand)
         elif name in CODED_FIELDS:
-            self._coded(rec, name, value, where, cand)
+            self._coded(rec, name, value, row_where, header, cand)
         elif name == "translations":
             rec["translations"] = {**_translations(value), **rec.get("translations", {})}
         elif name == "last_verified":
@@ -445,21 +470,32 @@ class RowMapper:
         else:
             rec[name] = text_value(value)
 
-    def _codes(self, name: str, value: Any, where: Where, cand: Candidate) -> list[str]:
-        table = self.mapping.terms[name]
-        codes: list[str] = []
-        for item in _items(value):
-            found = table.get(normalise(item))
-            if found is None:
-                cand.warnings.append(Problem(where, f"{name}: no code for {item!r}; add it to "
-                                             "data/mappings/categories.yaml or a --mapping "
-                                             f"file ({name}: {{code: [{item}]}})"))
-                continue
-            codes += [c for c in found if c not in codes]
-        return codes
+    def _codes(self, name: str, value: Any, row_where: Where, header: str,
+               cand: Candidate) -> list[str]:
+        key = (name, value) if type(value) is str else None  # CSV cells repeat: remember
+        known = self._code_cache.get(key) if key else None
+        if known is None:
+            table = self.mapping.terms[name]
+            codes: list[str] = []
+            unknown: list[str] = []
+            for item in _items(value):
+                found = table.get(normalise(item))
+                if found is None:
+                    unknown.append(item)
+                    continue
+                codes += [c for c in found if c not in codes]
+            known = (tuple(codes), tuple(unknown))
+            if key and len(self._code_cache) < 100_000:
+                self._code_cache[key] = known
+        codes_, unknown_ = known
+        for item in unknown_:
+            cand.warnings.append(Problem(row_where.at(header), f"{name}: no code for {item!r}; "
+                                         "add it to data/mappings/categories.yaml or a "
+                                         f"--mapping file ({name}: {{code: [{item}]}})"))
+        return list(codes_)
 
-    def _coded(self, rec: dict[str, Any], name: str, value: Any, where: Where,
-               cand: Candidate) -> None:
+    def _coded(self, rec: dict[str, Any], name: str, value: Any, row_where: Where,
+               header: str, cand: Candidate) -> None:
         text = text_value(value)
         if text is None:
             return
@@ -470,8 +506,8 @@ class RowMapper:
             allowed = ", ".join(CODED_FIELDS[name])
             if name in STRICT_CODED:
                 raise _Bad(f"{text!r} is not understood as {name} ({allowed})")
-            cand.warnings.append(Problem(where, f"{name}: {text!r} is not understood "
-                                         f"({allowed}); stored as unknown"))
+            cand.warnings.append(Problem(row_where.at(header), f"{name}: {text!r} is not "
+                                         f"understood ({allowed}); stored as unknown"))
             return
         rec[name] = (found == "true") if name == "location_confidential" else found
 

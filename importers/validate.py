@@ -61,6 +61,18 @@ def normalise_email(value: str) -> str:
         raise ValueError(f"{value!r} is not an email address ({exc})") from None
 
 
+_CONVERTERS = {"website": normalise_url, "email": normalise_email, "phone": normalise_phone}
+
+
+@lru_cache(maxsize=65_536)  # an organisation's phone and website recur on its listings
+def _contact(field_: str, value: str) -> tuple[str | None, str | None]:
+    """(normalised value, None) or (None, the error) for a website, email or phone."""
+    try:
+        return _CONVERTERS[field_](value), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
 def _number(value: Any) -> float | None:
     if value is None or value == "":
         return None
@@ -111,16 +123,16 @@ def record(rec: dict[str, Any], where: pipeline.Where,
                                     "the service region"))
     out["lat"], out["lon"] = lat, lon
 
-    for name_, convert in (("website", normalise_url), ("email", normalise_email),
-                           ("phone", normalise_phone)):
+    for name_ in ("website", "email", "phone"):
         value = out.get(name_)
         if value is None or str(value).strip() == "":
             out[name_] = None
             continue
-        try:
-            out[name_] = convert(str(value))
-        except ValueError as exc:
-            errors.append(Problem(where.at(name_), str(exc)))
+        normalised, error = _contact(name_, str(value))
+        if error is None:
+            out[name_] = normalised
+        else:
+            errors.append(Problem(where.at(name_), error))
 
     hours = out.get("opening_hours")
     if hours is not None and str(hours).strip():

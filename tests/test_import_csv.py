@@ -117,6 +117,24 @@ def test_categories_audiences_languages_from_free_text(tmp_path):
     assert any("'Wunderland'" in w.message and w.where.item == 1 for w in cand.warnings)
 
 
+def test_repeated_values_report_every_row_at_its_own_place(tmp_path):
+    """Codes, dates and contact fields are remembered per distinct cell value (a file repeats
+    them on every row); each row must still get its own warnings and errors, at its own row
+    and column, and a good value must still be accepted after a bad one."""
+    path = write(tmp_path, "a.csv", "name,lat,lon,Kategorie,phone,email\n"
+                 + 'Treff A,53.5,10.0,"Wunderland, Bücherhalle",abc,nope\n' * 2
+                 + 'Treff B,53.5,10.0,"Wunderland, Bücherhalle",+49 40 428540,a@example.org\n')
+    cands = read(path)
+    for item, cand in enumerate(cands, 1):
+        assert cand.record["categories"] == ["library"]
+        (warning,) = [w for w in cand.warnings if "Wunderland" in w.message]
+        assert (warning.where.item, warning.where.field) == (item, "Kategorie")
+    with pytest.raises(ImportFailed) as err:
+        run_import(None, path, options(dry_run=True))  # validation fails before the store
+    places = sorted((p.where.item, p.where.field) for p in err.value.problems)
+    assert places == [(1, "email"), (1, "phone"), (2, "email"), (2, "phone")]
+
+
 def test_mapping_file_overrides_columns_and_sets_default_categories(tmp_path):
     mapping = write(tmp_path, "m.yaml", "columns:\n  name: [Einrichtung]\n  source_id: [Nr]\n"
                                         "default_categories: [library]\n")
