@@ -12,7 +12,7 @@ For each backend (a fresh PostGIS database it creates and drops; a fresh SpatiaL
 4. ogr2ogr (GDAL) loading the same CSV into the same kind of database, and the ratio
    ours / ogr2ogr.
 
-    python -m bench.import_bench --rows 1000000 --backend both
+    python -m bench.import_bench --rows 1000000 --backend both [--statements 10]
 
 The CSV is cached under bench/out/ (gitignored). PostGIS: ``MAPSERVICE_BENCH_POSTGIS_URL``
 (an admin URL of a server with PostGIS), default the test server. The machine's load average
@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 
 from bench.generate import generate, records, write_csv
@@ -106,17 +106,46 @@ def print_phases(label: str, rows: int, timings: dict[str, float], total: float)
     print(f"  {label:<34} {total:7.1f} s {_rate(rows, total)}   [{parts}]", flush=True)
 
 
-def bench_bulk(store: Store, recs: list[dict[str, Any]], result: dict[str, Any]) -> None:
-    """bulk_upsert into the empty database, then the same records again."""
+@contextmanager
+def statement_timer(engine: Engine) -> Iterator[list[tuple[float, str]]]:
+    """Wall seconds of every SQL statement ``engine`` runs inside the block (COPY streams
+    are not statements of the engine: they show in the *load* phase)."""
+    timed: list[tuple[float, str]] = []
+
+    def before(conn: Any, _cursor: Any, _statement: str, *_: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        timed.append((time.perf_counter() - conn.info.pop("bench_started"),
+                      " ".join(statement.split())))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield timed
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
+def bench_bulk(store: Store, recs: list[dict[str, Any]], result: dict[str, Any],
+               statements: int = 0) -> None:
+    """bulk_upsert into the empty database, then the same records again; with
+    ``statements``, the slowest SQL statements of each run."""
     n = len(recs)
     for run in ("first load", "re-import (unchanged)"):
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        report = store.bulk_upsert(recs, source=SOURCE, changed_by="bench", timings=timings)
+        with statement_timer(store.engine) as timed:
+            report = store.bulk_upsert(recs, source=SOURCE, changed_by="bench",
+                                       timings=timings)
         total = time.perf_counter() - started
         print_phases(f"bulk_upsert, {run}", n, timings, total)
         print(f"  {'':<34} created {report.created:,}, updated {report.updated:,}, "
               f"unchanged {report.unchanged:,}")
+        slowest = sorted(timed, reverse=True)[:statements]
+        for seconds, statement in slowest:
+            print(f"  {'':<34} {seconds:7.2f} s  {statement[:110]}")
         load = timings.get("load", 0.0)
         rest = total - load
         result[run] = {"seconds": round(total, 2), "rows_per_s": round(n / total),
@@ -125,6 +154,10 @@ def bench_bulk(store: Store, recs: list[dict[str, Any]], result: dict[str, Any])
                        "after_load_rows_per_s": round(n / rest) if rest else None,
                        "created": report.created, "updated": report.updated,
                        "unchanged": report.unchanged}
+        if slowest:
+            result[run]["slowest_statements"] = [
+                {"seconds": round(seconds, 2), "sql": statement[:300]}
+                for seconds, statement in slowest]
 
 
 class _TimedStore:
@@ -234,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[],
                         choices=("bulk", "import", "ogr2ogr"), help="leave out a part")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--statements", type=int, default=0, metavar="N",
+                        help="print the N slowest SQL statements of each bulk_upsert run")
     args = parser.parse_args(argv)
     admin_url = os.environ.get("MAPSERVICE_BENCH_POSTGIS_URL", DEFAULT_POSTGIS)
     backends = ["postgis", "spatialite"] if args.backend == "both" else [args.backend]
@@ -251,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             with fresh_store(backend, admin_url, "bulk") as store:
                 print(f"  ({versions(store.engine)}; load average "
                       f"{os.getloadavg()[0]:.1f})", flush=True)
-                bench_bulk(store, recs, result.setdefault("bulk_upsert", {}))
+                bench_bulk(store, recs, result.setdefault("bulk_upsert", {}), args.statements)
         if "import" not in args.skip:
             with fresh_store(backend, admin_url, "import") as store:
                 bench_end_to_end(store, path, args.rows, result.setdefault("import", {}))
