@@ -59,6 +59,28 @@ def _versions(store, source: str) -> dict[str, list[tuple]]:
     return out
 
 
+def _documents(store, source: str) -> dict[str, str]:
+    """The full-text document of each resource of ``source``: the ORM path's come from the
+    trigger, the bulk path's first load computes them set-based (PostGIS) — the same text.
+    On PostGIS also: the trigger is on again and the bulk path's work tables are gone."""
+    with store.engine.connect() as conn:
+        if store.backend == "postgis":
+            assert conn.execute(text(
+                "SELECT tgenabled FROM pg_trigger WHERE tgname = 'resource_search_vector'")
+            ).scalar_one() == "O"
+            assert conn.execute(text(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE 'mapservice_bulk_%'")
+            ).scalar_one() == 0
+            sql = "SELECT source_id, search_vector::text FROM resource WHERE source = :s"
+        else:
+            sql = ("SELECT r.source_id, f.name || '|' || coalesce(f.description, '') || '|' || "
+                   "coalesce(f.organization, '') FROM resource AS r "
+                   "JOIN resource_fts AS f ON f.rowid = r.id WHERE r.source = :s")
+        docs = dict(conn.execute(text(sql), {"s": source}).all())
+    assert len(docs) > 0 and all(docs.values())
+    return docs
+
+
 def _count(store, model) -> int:
     with store.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(model)).scalar_one()
@@ -94,6 +116,7 @@ def test_bulk_equals_orm_and_is_idempotent(store, generated):
     assert (orm.created, orm.updated, orm.unchanged) == (N_ORM, 0, 0)
     assert _state(store, "bulk") == _state(store, "orm")
     assert _versions(store, "bulk") == _versions(store, "orm")
+    assert _documents(store, "bulk") == _documents(store, "orm")
 
     versions = _count(store, ResourceVersion)
     again = store.bulk_upsert(recs, source="bulk", changed_by="import:x")
