@@ -608,16 +608,17 @@ class _Mapper:
         address = next((a for a in addresses if a.get("address_type") == "physical"),
                        addresses[0] if addresses else None)
         country = None
+        home = hsds.region()
         if address:
             street, city = _text(address.get("address_1")), _text(address.get("city"))
             postcode = _text(address.get("postal_code"))
             country = (_text(address.get("country")) or "").upper() or None
-            if country and country != hsds.REGION["country"] and postcode:
+            if country and country != home["country"] and postcode:
                 # A foreign postcode is no key for our gazetteer (US 20095 is Hamburg's too):
                 # it stays in the address text only.
                 city, postcode = " ".join(filter(None, (postcode, city))), None
             if street and city and city.casefold() not in street.casefold() \
-                    and city != hsds.REGION["city"]:  # our own city goes without saying
+                    and city != home["city"]:  # our own city goes without saying
                 street = f"{street}, {city}"
             rec["address"], rec["postcode"] = street or city, postcode
         rec["wheelchair"] = self._wheelchair(_list(loc.get("accessibility")), warnings, at)

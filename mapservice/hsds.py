@@ -35,8 +35,22 @@ OPENAPI_URL = ("https://raw.githubusercontent.com/openreferral/specification/3.0
                "openapi.json")
 # Fixed namespace for the ids we derive (uuid5): the same resource gets the same ids forever.
 NAMESPACE = uuid.UUID("6f1c2d0e-59b4-4d0c-9a63-2f4c1e8a7b11")
-# The place every address is in. mapservice serves one city; these are its HSDS address fields.
+# The place every address is in: mapservice serves one city (settings REGION_CITY,
+# REGION_STATE, REGION_COUNTRY; these are their defaults).
 REGION = {"city": "Hamburg", "state_province": "Hamburg", "country": "DE"}
+
+
+def region() -> dict[str, str]:
+    """The HSDS address fields of the service's city: from the app's settings, or
+    :data:`REGION` outside an app (e.g. a library use of the importers)."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return dict(REGION)
+    config = current_app.config
+    return {"city": config.get("REGION_CITY", REGION["city"]),
+            "state_province": config.get("REGION_STATE", REGION["state_province"]),
+            "country": str(config.get("REGION_COUNTRY", REGION["country"])).upper()}
 CURRENCY = "EUR"
 
 RRULE_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -290,7 +304,7 @@ def location(hit: Hit) -> dict[str, Any]:
         out["addresses"] = [{"id": derived_id("address", uid), "location_id": loc_id,
                              "address_1": props["address"],
                              "postal_code": props.get("postcode") or "",
-                             "address_type": "physical", **REGION}]
+                             "address_type": "physical", **region()}]
     text = WHEELCHAIR_TEXT.get(props.get("wheelchair") or "")
     if text:
         out["accessibility"] = [{"id": derived_id("accessibility", uid),

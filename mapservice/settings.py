@@ -54,6 +54,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REGION_BBOX", "8.40,53.39,10.33,53.97", "Bounding box `minlon,minlat,maxlon,maxlat` "
             "of the service region; importers warn about points outside it (default: Hamburg, "
             "Neuwerk included)."),
+    Setting("REGION_CITY", "Hamburg", "City of every address the service lists (HSDS export and "
+            "API address fields; an imported address in another city keeps its city)."),
+    Setting("REGION_STATE", "Hamburg", "State or province of the addresses (HSDS "
+            "`state_province`)."),
+    Setting("REGION_COUNTRY", "DE", "ISO 3166-1 country code of the addresses (HSDS `country`); "
+            "imported foreign postcodes are not used for geocoding."),
     Setting("DEFAULT_LANGUAGE", "de", "UI language when the browser asks for none we offer."),
     Setting("PAGE_SIZE", 50, "Default number of results per API page.", int),
     Setting("MAX_PAGE_SIZE", 1000, "Hard maximum of results per API page.", int),

@@ -247,3 +247,25 @@ def test_store_organizations_of_and_count_matches(demo):
     assert store.count_matches(SearchQuery()) == store.count() == DEMO_TOTAL
     with pytest.raises(ValueError):
         store.count_matches(SearchQuery(near=(53.55, 10.0)))
+
+
+def test_address_region_comes_from_the_settings(demo_app, demo):
+    """REGION_CITY/STATE/COUNTRY fill the HSDS address fields (default: Hamburg, DE) and
+    decide which imported city "goes without saying"."""
+    hit = next(h for h in demo.search(SearchQuery(limit=50)).hits if h.properties["address"])
+    uid = hit.properties["uid"]
+    (address,) = get_ok(demo_app.test_client(),
+                        f"/hsds/services/{uid}")["service_at_locations"][0]["location"]["addresses"]
+    assert (address["city"], address["state_province"], address["country"]) == \
+        ("Hamburg", "Hamburg", "DE")
+    assert hsds.region() == hsds.REGION  # outside an app: the defaults
+    demo_app.config.update(REGION_CITY="Bremen", REGION_STATE="Bremen", REGION_COUNTRY="de")
+    try:
+        (address,) = get_ok(demo_app.test_client(), f"/hsds/services/{uid}")[
+            "service_at_locations"][0]["location"]["addresses"]
+        assert (address["city"], address["state_province"], address["country"]) == \
+            ("Bremen", "Bremen", "DE")
+        assert_valid("service", get_ok(demo_app.test_client(), f"/hsds/services/{uid}"))
+    finally:
+        demo_app.config.update(REGION_CITY="Hamburg", REGION_STATE="Hamburg",
+                               REGION_COUNTRY="DE")

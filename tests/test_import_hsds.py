@@ -508,3 +508,13 @@ def test_round_trip_demo_export_import(store, engine, tmp_path):
     assert after == before
     again = run_import(store, out, ImportOptions(source="hsds-demo"))
     assert (again.unchanged, again.created, again.updated) == (194, 0, 0)
+
+
+def test_the_service_city_comes_from_the_settings(tmp_path, app):
+    """An address in the service's own city (REGION_CITY) is stored without the city; inside
+    an app configured for another city, Hamburg is kept in the address text."""
+    assert one(tmp_path).record["address"] == "Beispielweg 1"  # no app: the default, Hamburg
+    app.config.update(REGION_CITY="Bremen", REGION_STATE="Bremen")
+    with app.app_context():
+        rec = one(tmp_path).record
+    assert (rec["address"], rec["postcode"]) == ("Beispielweg 1, Hamburg", "20095")
