@@ -59,18 +59,26 @@ def _versions(store, source: str) -> dict[str, list[tuple]]:
     return out
 
 
+def _no_leftovers(store) -> None:
+    """PostGIS: the full-text trigger is on and no work table of the bulk path is left."""
+    if store.backend != "postgis":
+        return
+    with store.engine.connect() as conn:
+        assert conn.execute(text(
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'resource_search_vector'")
+        ).scalar_one() == "O"
+        assert conn.execute(text(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'mapservice_bulk_%'")
+        ).scalar_one() == 0
+
+
 def _documents(store, source: str) -> dict[str, str]:
     """The full-text document of each resource of ``source``: the ORM path's come from the
     trigger, the bulk path's first load computes them set-based (PostGIS) — the same text.
     On PostGIS also: the trigger is on again and the bulk path's work tables are gone."""
+    _no_leftovers(store)
     with store.engine.connect() as conn:
         if store.backend == "postgis":
-            assert conn.execute(text(
-                "SELECT tgenabled FROM pg_trigger WHERE tgname = 'resource_search_vector'")
-            ).scalar_one() == "O"
-            assert conn.execute(text(
-                "SELECT count(*) FROM pg_class WHERE relname LIKE 'mapservice_bulk_%'")
-            ).scalar_one() == 0
             sql = "SELECT source_id, search_vector::text FROM resource WHERE source = :s"
         else:
             sql = ("SELECT r.source_id, f.name || '|' || coalesce(f.description, '') || '|' || "
@@ -248,6 +256,7 @@ def test_dry_run_and_duplicate_ids_write_nothing(store, generated):
     recs = generated[:50]
     report = store.bulk_upsert(recs, source="bulk", changed_by="x", dry_run=True)
     assert report.created == 50 and store.count() == 0
+    _no_leftovers(store)  # the empty-table path's trigger switch and work tables rolled back
     with pytest.raises(ValueError, match="more than once"):
         store.bulk_upsert([*recs, recs[3]], source="bulk", changed_by="x")
     assert store.count() == 0 and _count(store, ResourceVersion) == 0
