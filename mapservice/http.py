@@ -8,6 +8,7 @@ body, one indexed ``max(updated_at)``), so every worker answers the same way.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import gzip
 import logging
 from urllib.parse import urlsplit
@@ -44,6 +45,8 @@ _BROTLI_QUALITY = 5  # brotli's default (11) costs ~20x the CPU for a few per ce
 CORS_EXPOSE_HEADERS = "ETag, Link, Content-Disposition"
 CORS_ALLOW_HEADERS = "Accept, Accept-Language, If-None-Match, If-Modified-Since"
 _READ_METHODS = ("GET", "HEAD")
+# The cyclic GC's first threshold in a process that serves the app (see _tune_gc).
+GC_THRESHOLD0 = 50_000
 _NUL = "\x00"
 
 
@@ -77,7 +80,14 @@ _NEWEST_CHANGE = select(func.max(Resource.updated_at))
 def resources_last_modified() -> dt.datetime | None:
     """The newest ``resource.updated_at`` (UTC), read through its index; None when empty."""
     engine = current_app.extensions["mapservice"]["engine"]
-    with engine.connect() as conn:
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        # Autocommit (as Store._reading): one statement needs no transaction, and psycopg would
+        # otherwise send BEGIN before it and, when the pool takes the connection back,
+        # ROLLBACK: two of this read's four round trips (with the pool's pre-ping), on every
+        # response of the read API.
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    with conn:
         value = conn.execute(_NEWEST_CHANGE).scalar()
     if value is None:
         return None
@@ -206,7 +216,26 @@ def _reject_nul() -> None:
             raise InvalidParameter(name.replace(_NUL, ""), "contains a NUL character")
 
 
+def _tune_gc() -> None:
+    """Raise the cyclic garbage collector's first threshold from CPython's 700 to
+    :data:`GC_THRESHOLD0` (never lower it).
+
+    A bbox page of 1,000 features holds ~15,000 container objects (rows, hits, feature dicts,
+    code lists) while it is built. At 700 the collector runs ~20 times during such a request,
+    moves the page's live objects to the older generations, and so triggers a full collection
+    (every object of the worker: 80-100 ms on the 2-core machine) every few requests; that
+    was the p95 of bbox requests, 3x their median (docs/benchmarks.md, "Search"). The page's
+    objects are freed by reference counting as soon as the response is built (only reference
+    cycles need the collector, and serving a read makes few), so collecting less often costs
+    little memory. Process-wide on purpose: a gunicorn worker builds its app after the fork."""
+    threshold0, *older = gc.get_threshold()
+    if 0 < threshold0 < GC_THRESHOLD0:  # 0: the collector is disabled; leave it so
+        gc.set_threshold(GC_THRESHOLD0, *older)
+
+
 def init_app(app: Flask) -> None:
+    _tune_gc()
+
     @app.errorhandler(MapserviceError)
     def _mapservice_error(exc: MapserviceError):
         if _wants_problem():
