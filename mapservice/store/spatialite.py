@@ -325,27 +325,34 @@ class SpatiaLiteStore(Store):
         indexes = _drop_indexes(conn) if empty else []
         columns = ", ".join(PLAIN_FIELDS)
         values = ", ".join(f"s.{name}" for name in PLAIN_FIELDS)
+        # The new rows' ids follow a Z-order of their points: SQLite stores a table in id
+        # order, so the rows of a map window or a nearest-k reach then share pages.
+        conn.exec_driver_sql("DROP TABLE IF EXISTS temp.bulk_order")
+        conn.exec_driver_sql(_BULK_ORDER)
         created = conn.execute(text(f"""
             INSERT INTO resource (id, uid, source, source_id, {columns}, slug, organization_id,
                                   exact_lat, exact_lon, geom, locked_fields, version,
                                   created_at, updated_at)
-            SELECT :base + 1 + s.key, {_UUID.format(h="s.h")}, :source, s.source_id,
+            SELECT :base + z.pos, {_UUID.format(h="s.h")}, :source, s.source_id,
                    {values}, s.slug, o.id,
                    CASE WHEN s.location_confidential THEN s.lat END,
                    CASE WHEN s.location_confidential THEN s.lon END,
                    {self._sql_point("coalesce(s.glon, s.lon)", "coalesce(s.glat, s.lat)")},
                    '[]', 1, :now, :now
-            FROM (SELECT *, lower(hex(randomblob(16))) AS h FROM temp.bulk_staging) AS s
+            FROM temp.bulk_order AS z
+            JOIN (SELECT *, lower(hex(randomblob(16))) AS h FROM temp.bulk_staging) AS s
+                 ON s.key = z.key
             LEFT JOIN organization AS o ON o.source = :source AND o.source_id = s.org_key
             WHERE NOT EXISTS (SELECT 1 FROM resource AS r
                               WHERE r.source = :source AND r.source_id = s.source_id)
-            ORDER BY s.key""").bindparams(_now_param(now)), {"base": base, "source": source}
+            ORDER BY z.pos""").bindparams(_now_param(now)), {"base": base, "source": source}
         ).rowcount
         conn.execute(text("""
             INSERT INTO resource_version (resource_id, version, changed_by, changed_at, data, diff)
             SELECT r.id, 1, :changed_by, :now, s.data, '{}'
-            FROM temp.bulk_staging AS s JOIN resource AS r ON r.id = :base + 1 + s.key
-            ORDER BY s.key""").bindparams(_now_param(now)),
+            FROM temp.bulk_order AS z JOIN temp.bulk_staging AS s ON s.key = z.key
+            JOIN resource AS r ON r.id = :base + z.pos
+            ORDER BY z.pos""").bindparams(_now_param(now)),
             {"base": base, "changed_by": changed_by})
 
         def finish() -> None:
@@ -359,7 +366,7 @@ class SpatiaLiteStore(Store):
             for create in indexes:
                 conn.exec_driver_sql(create)
             conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
-            for table_ in ("bulk_staging", "bulk_orgs", "bulk_changes"):
+            for table_ in ("bulk_staging", "bulk_orgs", "bulk_changes", "bulk_order"):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{table_}")
 
         return created, finish
@@ -450,6 +457,21 @@ _RTREE_FILL = f"""
                               CAST((y - y0) * sy AS INTEGER) AS qy FROM p, box)
     INSERT INTO idx_resource_geom (pkid, xmin, xmax, ymin, ymax)
     SELECT id, x, x, y, y FROM q ORDER BY {_spread16("qx")} | ({_spread16("qy")} << 1)"""
+
+
+# Position (1, 2, ...) of every staging row in the Z-order of its public point, coordinates
+# scaled to 16 bits over the staging rows' extent (as _RTREE_FILL).
+_BULK_ORDER = f"""
+    CREATE TEMPORARY TABLE bulk_order AS
+    WITH p AS MATERIALIZED (SELECT key, coalesce(glon, lon) AS x, coalesce(glat, lat) AS y
+                            FROM temp.bulk_staging),
+    box AS (SELECT min(x) AS x0, min(y) AS y0, 65535.0 / max(max(x) - min(x), 1e-9) AS sx,
+                   65535.0 / max(max(y) - min(y), 1e-9) AS sy FROM p),
+    q AS MATERIALIZED (SELECT key, CAST((x - x0) * sx AS INTEGER) AS qx,
+                              CAST((y - y0) * sy AS INTEGER) AS qy FROM p, box)
+    SELECT key, row_number() OVER (ORDER BY {_spread16("qx")} | ({_spread16("qy")} << 1),
+                                            key) AS pos
+    FROM q"""
 
 
 def _set_based(name: str, create: str) -> str | None | bool:
