@@ -115,6 +115,7 @@ def _database(args: argparse.Namespace, backend: str) -> str:
 
 def _load(url: str, rows: int, seed: int) -> None:
     from bench.generate import records
+    from bench.search_bench import analyse
     from mapservice import migrate
     from mapservice.db import make_engine
     from mapservice.store import make_store
@@ -123,12 +124,7 @@ def _load(url: str, rows: int, seed: int) -> None:
     try:
         migrate.upgrade(engine)
         make_store(engine).bulk_upsert(records(rows, seed), source=SOURCE, changed_by="bench")
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-        else:
-            with engine.begin() as conn:
-                conn.exec_driver_sql("ANALYZE")
+        analyse(engine)
     finally:
         engine.dispose()
 

@@ -446,32 +446,29 @@ def _spread16(v: str) -> str:
     return v
 
 
-# The R*Tree rows of the new resources (id > ?) in Z-order: coordinates scaled to 16 bits over
-# their extent, bits interleaved.
-_RTREE_FILL = f"""
-    WITH p AS MATERIALIZED (SELECT id, ST_X(geom) AS x, ST_Y(geom) AS y FROM resource
-                            WHERE id > ?),
+def _zordered(points: str) -> str:
+    """SQL: a WITH clause whose ``q`` holds the rows of ``points`` (a SELECT with columns x
+    and y, among others) with ``qx``, ``qy``: the coordinates scaled to 16 bits over the rows'
+    extent. :data:`_MORTON` orders them along a Z-order curve."""
+    return f"""
+    WITH p AS MATERIALIZED ({points}),
     box AS (SELECT min(x) AS x0, min(y) AS y0, 65535.0 / max(max(x) - min(x), 1e-9) AS sx,
                    65535.0 / max(max(y) - min(y), 1e-9) AS sy FROM p),
-    q AS MATERIALIZED (SELECT id, x, y, CAST((x - x0) * sx AS INTEGER) AS qx,
-                              CAST((y - y0) * sy AS INTEGER) AS qy FROM p, box)
+    q AS MATERIALIZED (SELECT p.*, CAST((x - x0) * sx AS INTEGER) AS qx,
+                              CAST((y - y0) * sy AS INTEGER) AS qy FROM p, box)"""
+
+
+_MORTON = f"{_spread16('qx')} | ({_spread16('qy')} << 1)"
+# The R*Tree rows of the new resources (id > ?) in Z-order.
+_RTREE_FILL = _zordered("SELECT id, ST_X(geom) AS x, ST_Y(geom) AS y FROM resource "
+                        "WHERE id > ?") + f"""
     INSERT INTO idx_resource_geom (pkid, xmin, xmax, ymin, ymax)
-    SELECT id, x, x, y, y FROM q ORDER BY {_spread16("qx")} | ({_spread16("qy")} << 1)"""
-
-
-# Position (1, 2, ...) of every staging row in the Z-order of its public point, coordinates
-# scaled to 16 bits over the staging rows' extent (as _RTREE_FILL).
-_BULK_ORDER = f"""
-    CREATE TEMPORARY TABLE bulk_order AS
-    WITH p AS MATERIALIZED (SELECT key, coalesce(glon, lon) AS x, coalesce(glat, lat) AS y
-                            FROM temp.bulk_staging),
-    box AS (SELECT min(x) AS x0, min(y) AS y0, 65535.0 / max(max(x) - min(x), 1e-9) AS sx,
-                   65535.0 / max(max(y) - min(y), 1e-9) AS sy FROM p),
-    q AS MATERIALIZED (SELECT key, CAST((x - x0) * sx AS INTEGER) AS qx,
-                              CAST((y - y0) * sy AS INTEGER) AS qy FROM p, box)
-    SELECT key, row_number() OVER (ORDER BY {_spread16("qx")} | ({_spread16("qy")} << 1),
-                                            key) AS pos
-    FROM q"""
+    SELECT id, x, x, y, y FROM q ORDER BY {_MORTON}"""
+# Position (1, 2, ...) of every staging row in the Z-order of its public point.
+_BULK_ORDER = "CREATE TEMPORARY TABLE bulk_order AS" + _zordered(
+    "SELECT key, coalesce(glon, lon) AS x, coalesce(glat, lat) AS y FROM temp.bulk_staging"
+) + f"""
+    SELECT key, row_number() OVER (ORDER BY {_MORTON}, key) AS pos FROM q"""
 
 
 def _set_based(name: str, create: str) -> str | None | bool:
