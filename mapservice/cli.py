@@ -21,7 +21,10 @@ def init_db() -> None:
 
     engine = current_app.extensions["mapservice"]["engine"]
     migrate.upgrade(engine)
-    click.echo(f"database at revision {migrate.current(engine)} ({engine.url.render_as_string()})")
+    # Rows written before migration 0005 (or by hand since) get their stored Feature.
+    built = current_app.extensions["mapservice"]["store"].fill_features()
+    click.echo(f"database at revision {migrate.current(engine)} ({engine.url.render_as_string()})"
+               + (f"; built the stored features of {built} resources" if built else ""))
 
 
 @click.command("import-demo")

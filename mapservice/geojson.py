@@ -1,13 +1,21 @@
-"""Search hits -> GeoJSON / JSON / CSV. Features are plain dicts serialised by orjson."""
+"""Search hits -> GeoJSON / JSON / CSV.
+
+Every resource's Feature is serialised once, when it is written (``resource.feature``, see
+migration 0005), by :func:`stored_feature`; a page of results joins those texts. Where the
+store had no stored text (not built yet), the same function builds it from the columns.
+"""
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import functools
 import io
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .store import Hit
+import orjson
+
+if TYPE_CHECKING:
+    from .store import Hit
 
 CSV_FIELDS = ("id", "name", "lat", "lon", "distance_m", "categories", "audiences", "languages",
               "cost", "wheelchair", "opening_hours", "address", "postcode", "stadtteil", "bezirk",
@@ -30,28 +38,95 @@ def _utc_seconds(value: dt.datetime) -> str:
     return value.isoformat(timespec="seconds")[:19] + "Z"
 
 
-def properties(hit: Hit) -> dict[str, Any]:
-    props = hit.properties.copy()  # a flat copy costs a third of rebuilding with "id" first
-    props["id"] = props.pop("uid")
-    if props.get("location_confidential"):
-        props["location_precision"] = "approximate"
-    updated = props.get("updated_at")
+def public_properties(props: Mapping[str, Any]) -> dict[str, Any]:
+    """A resource's public fields (as the store reads them: ``uid``, datetimes) as a
+    Feature's properties: ``id`` first, ``organization`` last (see :func:`feature_head`)."""
+    out = {"id": props["uid"]}
+    for name, value in props.items():
+        if name not in _MOVED:
+            out[name] = value
+    updated = out.get("updated_at")
     if isinstance(updated, dt.datetime):
-        props["updated_at"] = _utc_seconds(updated)
+        out["updated_at"] = _utc_seconds(updated)
+    if props.get("location_confidential"):
+        out["location_precision"] = "approximate"
+    out["organization"] = props.get("organization")
+    return out
+
+
+_MOVED = frozenset({"uid", "organization"})
+_HEAD_END = ',"organization":'
+
+
+def feature_head(props: Mapping[str, Any], lon: float, lat: float) -> str:
+    """The serialised Feature of a resource up to the value of its last property,
+    ``organization``: ``...,"organization":``. A bulk import writes it with the rows and lets
+    the database append the organisation's stored name and ``}}``; :func:`stored_feature`
+    does the same in Python. ``props`` need not hold ``organization``."""
+    public = public_properties(props)
+    del public["organization"]
+    text = orjson.dumps({"type": "Feature", "id": public["id"],
+                         "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                         "properties": public}).decode()
+    return text[:-2] + _HEAD_END
+
+
+def stored_feature(props: Mapping[str, Any], lon: float, lat: float) -> str:
+    """What ``resource.feature`` holds for a resource with public fields ``props``: its
+    GeoJSON Feature without ``distance_m``, properties last and ``organization`` last in
+    them, so a distance can be spliced in before the final ``}}``."""
+    return (feature_head(props, lon, lat) + orjson.dumps(props.get("organization")).decode()
+            + "}}")
+
+
+def unpack_feature(text: str) -> tuple[dict[str, Any], float, float]:
+    """The public fields (the store's form: ``uid``, dates as dates) and the point of a
+    stored feature; the inverse of :func:`stored_feature` up to sub-second times."""
+    doc = orjson.loads(text)
+    props = doc["properties"]
+    props["uid"] = props.pop("id")
+    props.pop("location_precision", None)
+    if props.get("updated_at"):
+        props["updated_at"] = dt.datetime.fromisoformat(props["updated_at"])
+    if props.get("last_verified"):
+        props["last_verified"] = dt.date.fromisoformat(props["last_verified"])
+    lon, lat = doc["geometry"]["coordinates"]
+    return props, lon, lat
+
+
+def feature_text(hit: Hit) -> str:
+    """The serialised Feature of ``hit`` (with ``distance_m`` when it has one): the stored
+    text as it is, or built from the columns where the store had none."""
+    text = hit.fragment
+    if text is None:
+        text = stored_feature(hit.properties, hit.lon, hit.lat)
+    if hit.distance_m is not None:
+        text = f'{text[:-2]},"distance_m":{float(hit.distance_m)!r}}}}}'
+    return text
+
+
+def properties(hit: Hit) -> dict[str, Any]:
+    """The public properties of ``hit`` (as in its Feature)."""
+    if hit.fragment is not None:
+        props = orjson.loads(hit.fragment)["properties"]
+    else:
+        props = public_properties(hit.properties)
     if hit.distance_m is not None:
         props["distance_m"] = hit.distance_m
     return props
 
 
 def feature(hit: Hit) -> dict[str, Any]:
-    props = properties(hit)
-    return {"type": "Feature", "id": props["id"],
-            "geometry": {"type": "Point", "coordinates": [hit.lon, hit.lat]},
-            "properties": props}
+    return orjson.loads(feature_text(hit))
 
 
-def feature_collection(hits: Iterable[Hit], **members: Any) -> dict[str, Any]:
-    return {"type": "FeatureCollection", "features": [feature(h) for h in hits], **members}
+def feature_collection(hits: Iterable[Hit], **members: Any) -> bytes:
+    """A serialised FeatureCollection of ``hits`` with the extra top-level ``members``: the
+    features' stored texts joined, nothing parsed or rebuilt (budget: 300k features/s)."""
+    body = ",".join([feature_text(hit) for hit in hits])
+    tail = orjson.dumps(members, option=orjson.OPT_NON_STR_KEYS)[1:] if members else b"}"
+    sep = b"," if members else b""
+    return b'{"type":"FeatureCollection","features":[' + body.encode() + b"]" + sep + tail
 
 
 def _csv_cell(value: Any) -> Any:

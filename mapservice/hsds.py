@@ -262,7 +262,8 @@ def _datetime(value: Any) -> str | None:
         return None
     if value.tzinfo is None:  # stored as UTC; SQLite returns it naive
         value = value.replace(tzinfo=dt.timezone.utc)
-    return value.isoformat()
+    # Whole seconds, as in the GeoJSON (and the stored Feature a search may read it from).
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _date(value: Any) -> str | None:

@@ -80,6 +80,8 @@ class Resource(Base):
         Index("ix_resource_unpublished", "status",
               postgresql_where=text("status <> 'published'"),
               sqlite_where=text("status <> 'published'")),
+        Index("ix_resource_feature_stale", "id", postgresql_where=text("feature IS NULL"),
+              sqlite_where=text("feature IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -115,6 +117,9 @@ class Resource(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now,
                                                     index=True)
+    # The public GeoJSON Feature, serialised: a cache that triggers reset to NULL on every
+    # change (migration 0005) and the store refills. Never loaded with the object.
+    feature: Mapped[str | None] = mapped_column(Text, deferred=True)
 
     organization: Mapped[Organization | None] = relationship(back_populates="resources")
     versions: Mapped[list[ResourceVersion]] = relationship(

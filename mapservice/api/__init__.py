@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 
 from .. import geocode
 from ..errors import InvalidParameter, NotFound
-from ..geojson import feature, feature_collection, properties, to_csv
+from ..geojson import feature_collection, feature_text, properties, to_csv
 from ..http import json_response
 from ..i18n import preferred_language
 from ..search import parse_search, parse_text
@@ -51,10 +51,8 @@ def resources() -> Response:
                                             for h in result.hits],
                                   "numberReturned": len(result.hits), "links": links})
     else:
-        response = json_response(feature_collection(result.hits,
-                                                    numberReturned=len(result.hits),
-                                                    links=links),
-                                 mimetype=FORMATS["geojson"])
+        response = Response(feature_collection(result.hits, numberReturned=len(result.hits),
+                                               links=links), mimetype=FORMATS["geojson"])
     if result.next_offset is not None:
         response.headers["Link"] = f'<{links[-1]["href"]}>; rel="next"'
     return response
@@ -65,7 +63,7 @@ def resource(uid: str) -> Response:
     hit = _ctx()["store"].get(uid)
     if hit is None:
         raise NotFound(f"no published resource with id {uid!r}")
-    return json_response(feature(hit), mimetype=FORMATS["geojson"])
+    return Response(feature_text(hit), mimetype=FORMATS["geojson"])
 
 
 @bp.get("/sources")

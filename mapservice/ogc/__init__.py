@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..errors import InvalidParameter, MapserviceError, NotFound
 from ..geocode import default as default_gazetteer
-from ..geojson import feature, timestamp
+from ..geojson import feature, feature_collection, timestamp
 from ..http import json_response, problem_response
 from ..search import SearchQuery, parse_search
 
@@ -213,9 +213,7 @@ def items(collection_id: str) -> Response:
         # The last page tells the total for free; no count query on other pages.
         members["numberMatched"] = query.offset + len(result.hits)
     members["links"] = links
-    return json_response({"type": "FeatureCollection",
-                          "features": [feature(hit) for hit in result.hits], **members},
-                         mimetype=GEOJSON)
+    return Response(feature_collection(result.hits, **members), mimetype=GEOJSON)
 
 
 @bp.get("/collections/<collection_id>/items/<feature_id>")

@@ -21,6 +21,7 @@ import math
 import re
 import time
 import unicodedata
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -36,6 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import hours
+from ..geojson import feature_head, stored_feature, unpack_feature
 from ..models import (District, Organization, PossibleDuplicate, Resource, ResourceVersion,
                       Source)
 from ..search import SearchQuery, fold
@@ -61,14 +63,37 @@ _DEFAULTS: dict[str, Any] = {
 _FIELD_DEFAULTS = tuple((name, _DEFAULTS.get(name)) for name in CONTENT_FIELDS)
 
 
-@dataclass
 class Hit:
-    """One search result: public fields only, ``distance_m`` when the query had ``near``."""
+    """One search result: public fields only, ``distance_m`` when the query had ``near``.
 
-    properties: dict[str, Any]
-    lon: float
-    lat: float
-    distance_m: float | None = None
+    ``fragment`` is the resource's stored Feature text (``resource.feature``) when the store
+    read one; then ``properties`` are parsed from it only if someone asks for them (the API
+    sends the text as it is)."""
+
+    __slots__ = ("_properties", "lon", "lat", "distance_m", "fragment")
+
+    def __init__(self, properties: dict[str, Any] | None, lon: float, lat: float,
+                 distance_m: float | None = None, fragment: str | None = None) -> None:
+        if properties is None and fragment is None:
+            raise ValueError("a hit needs its properties or its stored feature")
+        self._properties = properties
+        self.lon, self.lat, self.distance_m, self.fragment = lon, lat, distance_m, fragment
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        if self._properties is None:
+            self._properties = unpack_feature(self.fragment)[0]
+        return self._properties
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hit):
+            return NotImplemented
+        return ((self.properties, self.lon, self.lat, self.distance_m)
+                == (other.properties, other.lon, other.lat, other.distance_m))
+
+    def __repr__(self) -> str:
+        return (f"Hit({self.properties.get('uid')!r}, lon={self.lon!r}, lat={self.lat!r}, "
+                f"distance_m={self.distance_m!r})")
 
 
 @dataclass
@@ -420,21 +445,67 @@ class Store:
 
     def _hits(self, rows: Iterable[Sequence[Any]], *, distance: bool = False,
               distances: Iterable[float] | None = None) -> list[Hit]:
-        """Hits from rows of :meth:`_public_columns` (lon and lat last), with the distance
+        """Hits from rows of :meth:`_read_columns` (lon and lat last), with the distance
         from the column after them (``distance``) or from ``distances``, row by row."""
         keys = self._public_keys
-        n = len(keys)
+        n = len(keys) + 1  # the stored feature first, then the public columns
+
+        def hit(row: Sequence[Any], d: float | None) -> Hit:
+            if row[0] is not None:  # the stored feature: nothing to decode or build
+                return Hit(None, row[n], row[n + 1], d, row[0])
+            return Hit(dict(zip(keys, row[1:n])), row[n], row[n + 1], d)
+
         if distances is not None:
-            return [Hit(dict(zip(keys, row)), row[n], row[n + 1], round(d, 1))
-                    for row, d in zip(rows, distances)]
+            return [hit(row, round(d, 1)) for row, d in zip(rows, distances)]
         if distance:
-            return [Hit(dict(zip(keys, row)), row[n], row[n + 1], round(float(row[n + 2]), 1))
-                    for row in rows]
-        return [Hit(dict(zip(keys, row)), row[n], row[n + 1]) for row in rows]
+            return [hit(row, round(float(row[n + 2]), 1)) for row in rows]
+        return [hit(row, None) for row in rows]
 
     def _public_select(self) -> Select:
-        return (select(*self._public_columns())
+        return (select(*self._read_columns())
                 .outerjoin(Organization, Organization.id == Resource.organization_id))
+
+    def _read_columns(self) -> list[Any]:
+        """What a search reads per resource: its stored Feature (``resource.feature``,
+        migration 0005), then the public columns only where that is NULL (a NULL costs the
+        driver nothing to decode; 25 values a row cost more than the query), then lon, lat."""
+        stale = Resource.feature.is_(None)
+        columns = self._public_columns()
+        wrapped = [type_coerce(case((stale, column), else_=null()), column.type).label(key)
+                   for column, key in zip(columns, self._public_keys)]
+        return [Resource.feature, *wrapped, *columns[-2:]]
+
+    def _fill_features(self, conn: Any) -> int:
+        """Build the stored Feature of every resource that has none (new, changed, or reset by
+        a trigger of migration 0005), in batches, on ``conn`` (inside the writer's
+        transaction); returns how many. Built from the stored columns by the function that
+        builds it for a search that finds none, :func:`geojson.stored_feature`."""
+        r = Resource
+        plan = self._plan(("stale features",), lambda: (
+            select(*self._public_columns(), r.id)
+            .outerjoin(Organization, Organization.id == r.organization_id)
+            .where(r.feature.is_(None), r.id > bindparam("after", 0, type_=Integer))
+            .order_by(r.id).limit(bindparam("batch", 1, type_=Integer))))
+        keys = self._public_keys
+        n = len(keys)
+        update = text("UPDATE resource SET feature = :feature WHERE id = :id")
+        done, after = 0, 0
+        while True:
+            rows = plan.run(conn, {"after": after, "batch": _FILL_BATCH})
+            if not rows:
+                return done
+            conn.execute(update, [{"feature": stored_feature(dict(zip(keys, row[:n])),
+                                                             row[n], row[n + 1]),
+                                   "id": row[n + 2]} for row in rows])
+            done += len(rows)
+            after = rows[-1][n + 2]
+
+    def fill_features(self) -> int:
+        """:meth:`_fill_features` in a transaction of its own (``mapservice init-db`` runs it
+        after the migrations, for rows written before migration 0005)."""
+        with self.engine.begin() as conn:
+            self._unbounded(conn)
+            return self._fill_features(conn)
 
     def _ordered(self, conn: Any, query: SearchQuery, where: list[ColumnElement], stmt: Select,
                  stop: int) -> Select | None:
@@ -530,10 +601,14 @@ class Store:
     @staticmethod
     def _hit(row: Mapping[str, Any]) -> Hit:
         props = dict(row)
+        fragment = props.pop("feature")
         lon, lat = props.pop("lon"), props.pop("lat")
         distance = props.pop("distance_m", None)
         props.pop("status", None)
-        return Hit(props, lon, lat, None if distance is None else round(float(distance), 1))
+        distance = None if distance is None else round(float(distance), 1)
+        if fragment is not None:
+            return Hit(None, lon, lat, distance, fragment)
+        return Hit(props, lon, lat, distance)
 
     def get(self, uid: str, *, statuses: Iterable[str] = ("published",)) -> Hit | None:
         plan = self._plan(("get",), lambda: self._public_select().where(
@@ -649,6 +724,9 @@ class Store:
             transaction = session.begin()
             try:
                 report = self._upsert(session, list(records), source, changed_by)
+                if not dry_run:
+                    session.flush()
+                    self._fill_features(session.connection())
             except BaseException:
                 transaction.rollback()
                 raise
@@ -720,6 +798,8 @@ class Store:
                                             data=_jsonable(self.snapshot(res)),
                                             diff={"status": [before, "archived"]}))
                 archived += 1
+            session.flush()
+            self._fill_features(session.connection())
         return archived
 
     def assign_districts(self) -> int:
@@ -779,7 +859,9 @@ class Store:
                         updated_at=dt.datetime.now(dt.timezone.utc)))
         with self.engine.begin() as conn:
             self._unbounded(conn)
-            return conn.execute(stmt).rowcount
+            changed = conn.execute(stmt).rowcount
+            self._fill_features(conn)
+            return changed
 
     @staticmethod
     def _normalise(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -874,7 +956,7 @@ class Store:
                 self._unbounded(conn)
                 orgs: dict[str, dict[str, Any]] = {}
                 total = self._bulk_load(conn, "bulk_staging", BULK_COLUMNS,
-                                        self._bulk_rows(records, orgs))
+                                        self._bulk_rows(records, orgs, source, now))
                 clock("load")
                 if not total:
                     transaction.rollback()
@@ -896,6 +978,9 @@ class Store:
                 clock("merge")
                 finish()
                 clock("index")
+                if not dry_run:  # the changed rows' features (the new ones came built)
+                    self._fill_features(conn)
+                    clock("features")
             except BaseException:
                 transaction.rollback()
                 raise
@@ -907,9 +992,12 @@ class Store:
         return report
 
     def _bulk_rows(self, records: Iterable[Mapping[str, Any]],
-                   orgs: dict[str, dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
+                   orgs: dict[str, dict[str, Any]], source: str,
+                   now: dt.datetime) -> Iterator[tuple[Any, ...]]:
         """The staging rows of ``records`` (a stream: nothing is held but the organisations,
-        merged per key in record order as :meth:`_organization` does)."""
+        merged per key in record order as :meth:`_organization` does), each with the uid and
+        the Feature it gets if it is new (:func:`geojson.feature_head`: the insert appends the
+        stored organisation's name)."""
         seen: set[str] = set()
         for key, rec in enumerate(records):
             sid = str(rec["source_id"])
@@ -928,11 +1016,14 @@ class Store:
                 data["organization"] = org["name"]
             else:
                 data["organization"] = None
-            yield self._bulk_row(key, sid, data, org_key, None, _dumps(data), None)
+            yield self._bulk_row(key, sid, data, org_key, None, _dumps(data), None,
+                                 (source, now))
 
     def _bulk_row(self, key: int, source_id: str, data: Mapping[str, Any], org_key: str | None,
-                  org_id: int | None, data_json: str, diff_json: str | None) -> tuple[Any, ...]:
-        """One staging row (:data:`BULK_COLUMNS`); ``data`` in Python or JSON form."""
+                  org_id: int | None, data_json: str, diff_json: str | None,
+                  new: tuple[str, dt.datetime] | None = None) -> tuple[Any, ...]:
+        """One staging row (:data:`BULK_COLUMNS`); ``data`` in Python or JSON form. ``new``:
+        (source, time) of a row that may be inserted: it gets its uid and Feature head."""
         values = [data[name] for name in CONTENT_FIELDS]
         for i in _LIST_INDEXES:
             values[i] = self._bulk_list(values[i] or ())
@@ -944,8 +1035,22 @@ class Store:
         glon = glat = None
         if data["location_confidential"]:
             glon, glat = approximate(data["lon"], data["lat"])
-        return (key, source_id, *values, org_key, org_id, slugify(data["name"]), glon, glat,
-                data_json, diff_json)
+        slug = slugify(data["name"])
+        uid = head = None
+        if new is not None:
+            uid = str(uuid.uuid4())
+            known = {"uid": uid, "slug": slug, "updated_at": new[1], "source": new[0],
+                     "organization": None}
+            if data["location_confidential"]:
+                known["address"] = None
+            # In the order a search reads them, so that the text equals what
+            # _fill_features would build from the stored row.
+            public = {name: known[name] if name in known else data[name]
+                      for name in self._public_keys}
+            head = feature_head(public, data["lon"] if glon is None else glon,
+                                data["lat"] if glat is None else glat)
+        return (key, source_id, *values, org_key, org_id, slug, glon, glat,
+                data_json, diff_json, uid, head)
 
     def _bulk_changes(self, conn: Connection, source: str,
                       report: UpsertReport) -> list[tuple[Any, ...]]:
@@ -1056,6 +1161,15 @@ class Store:
 
     def _sql_json(self, expr: str) -> str:
         return expr
+
+    def _sql_json_text(self, expr: str) -> str:
+        """SQL: the JSON text of the SQL string ``expr`` (a quoted string, or ``null``)."""
+        raise NotImplementedError
+
+    def _sql_feature(self, head: str, org_name: str) -> str:
+        """SQL: a stored Feature from a :func:`geojson.feature_head` and the organisation's
+        stored name (the rest :func:`geojson.stored_feature` appends)."""
+        return f"{head} || coalesce({self._sql_json_text(org_name)}, 'null') || '}}}}'"
 
     def _sql_distinct(self, a: str, b: str) -> str:
         """SQL: ``a`` and ``b`` differ, NULL counting as a value."""
@@ -1205,14 +1319,16 @@ PLAIN_FIELDS: tuple[str, ...] = tuple(f for f in CONTENT_FIELDS
 #: The staging table of the bulk path: ``key`` (input position, or resource id for changes),
 #: the content fields as columns (``organization`` = its name), the organisation's key (or id,
 #: for changes), the slug, the public point of a confidential location, the version's data
-#: and diff (JSON text).
+#: and diff (JSON text), and for a row that may be new its uid and Feature head.
 BULK_COLUMNS: tuple[str, ...] = ("key", "source_id", *CONTENT_FIELDS, "org_key", "org_id",
-                                 "slug", "glon", "glat", "data", "diff")
+                                 "slug", "glon", "glat", "data", "diff", "uid", "feature")
 _ORG_FIELDS = ("name", "description", "website", "email", "phone")
 _LIST_INDEXES = tuple(CONTENT_FIELDS.index(f) for f in ("categories", "audiences", "languages"))
 _TRANSLATIONS_INDEX = CONTENT_FIELDS.index("translations")
 _VERIFIED_INDEX = CONTENT_FIELDS.index("last_verified")
 _STAGING = table("bulk_staging", *(column(name) for name in BULK_COLUMNS))
+# Stored Features built per statement by Store._fill_features.
+_FILL_BATCH = 5_000
 
 
 class _Clock:

@@ -210,13 +210,14 @@ class PostGISStore(Store):
     def _bulk_insert(self, conn: Connection, source: str, changed_by: str, now: dt.datetime,
                      empty: bool) -> tuple[int, Callable[[], None]]:
         columns = (f"uid, source, source_id, {', '.join(PLAIN_FIELDS)}, slug, organization_id, "
-                   "exact_lat, exact_lon, geom, locked_fields, version, created_at, updated_at")
+                   "exact_lat, exact_lon, geom, locked_fields, version, created_at, updated_at, "
+                   "feature")
         point = self._sql_point("coalesce(s.glon, s.lon)", "coalesce(s.glat, s.lat)")
-        values = (f"gen_random_uuid()::text, :source, s.source_id, "
+        values = (f"s.uid, :source, s.source_id, "
                   f"{', '.join(f's.{name}' for name in PLAIN_FIELDS)}, s.slug, o.id, "
                   "CASE WHEN s.location_confidential THEN s.lat END, "
                   "CASE WHEN s.location_confidential THEN s.lon END, "
-                  f"{point}, '[]', 1, :now, :now")
+                  f"{point}, '[]', 1, :now, :now, {self._sql_feature('s.feature', 'o.name')}")
         rows = ("FROM bulk_staging AS s LEFT JOIN organization AS o "
                 "ON o.source = :source AND o.source_id = s.org_key")
         version = ("INSERT INTO resource_version (resource_id, version, changed_by, changed_at, "
@@ -327,6 +328,9 @@ class PostGISStore(Store):
 
     def _sql_point(self, lon: str, lat: str) -> str:
         return f"ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326)"
+
+    def _sql_json_text(self, expr: str) -> str:
+        return f"to_json({expr})::text"
 
     def _sql_uuid(self) -> str:
         return "gen_random_uuid()::text"

@@ -91,8 +91,8 @@ class SpatiaLiteStore(Store):
         lat, lon = query.near
         shape = tuple(sorted(params))
         plan = self._plan(("nearest", *shape), lambda: self._candidates_select(
-            self._where(params), [*self._public_columns(), Resource.id], public=True))
-        n = len(self._public_keys)
+            self._where(params), [*self._read_columns(), Resource.id], public=True))
+        n = len(self._public_keys) + 1  # lon, lat, id follow the feature and public columns
 
         def candidates(box: tuple[float, float, float, float], m: int, kx: float,
                        ky: float) -> list[Any]:
@@ -332,16 +332,15 @@ class SpatiaLiteStore(Store):
         created = conn.execute(text(f"""
             INSERT INTO resource (id, uid, source, source_id, {columns}, slug, organization_id,
                                   exact_lat, exact_lon, geom, locked_fields, version,
-                                  created_at, updated_at)
-            SELECT :base + z.pos, {_UUID.format(h="s.h")}, :source, s.source_id,
+                                  created_at, updated_at, feature)
+            SELECT :base + z.pos, s.uid, :source, s.source_id,
                    {values}, s.slug, o.id,
                    CASE WHEN s.location_confidential THEN s.lat END,
                    CASE WHEN s.location_confidential THEN s.lon END,
                    {self._sql_point("coalesce(s.glon, s.lon)", "coalesce(s.glat, s.lat)")},
-                   '[]', 1, :now, :now
+                   '[]', 1, :now, :now, {self._sql_feature("s.feature", "o.name")}
             FROM temp.bulk_order AS z
-            JOIN (SELECT *, lower(hex(randomblob(16))) AS h FROM temp.bulk_staging) AS s
-                 ON s.key = z.key
+            JOIN temp.bulk_staging AS s ON s.key = z.key
             LEFT JOIN organization AS o ON o.source = :source AND o.source_id = s.org_key
             WHERE NOT EXISTS (SELECT 1 FROM resource AS r
                               WHERE r.source = :source AND r.source_id = s.source_id)
@@ -376,6 +375,9 @@ class SpatiaLiteStore(Store):
 
     def _sql_uuid(self) -> str:
         return _UUID.format(h="lower(hex(randomblob(16)))")
+
+    def _sql_json_text(self, expr: str) -> str:
+        return f"json_quote({expr})"
 
     def _sql_distinct(self, a: str, b: str) -> str:
         return f"{a} IS NOT {b}"
