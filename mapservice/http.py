@@ -15,13 +15,11 @@ from urllib.parse import urlsplit
 
 import brotli
 import orjson
-from flask import Flask, Response, current_app, render_template, request
-from sqlalchemy import func, select
+from flask import Flask, Response, current_app, g, render_template, request
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from .errors import InvalidParameter, MapserviceError, NotFound
-from .models import Resource
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -74,28 +72,18 @@ def tile_origin(tile_url: str) -> str:
 
 
 # ---- conditional requests and caching ----------------------------------------------------
-_NEWEST_CHANGE = select(func.max(Resource.updated_at))
-
-
 def resources_last_modified() -> dt.datetime | None:
-    """The newest ``resource.updated_at`` (UTC), read through its index; None when empty."""
-    engine = current_app.extensions["mapservice"]["engine"]
-    conn = engine.connect()
-    if engine.dialect.name == "postgresql":
-        # Autocommit (as Store._reading): one statement needs no transaction, and psycopg would
-        # otherwise send BEGIN before it and, when the pool takes the connection back,
-        # ROLLBACK: two of this read's four round trips (with the pool's pre-ping), on every
-        # response of the read API.
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-    with conn:
-        value = conn.execute(_NEWEST_CHANGE).scalar()
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite without type processing (raw max() over text)
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)  # stored as UTC
-    return value.astimezone(dt.timezone.utc)
+    """The newest ``resource.updated_at`` (UTC); None when empty. A view that searched
+    already has it (``SearchResult.last_modified``) and hands it on with
+    :func:`use_last_modified`, saving a second checkout and query."""
+    if "resources_newest" in g:
+        return g.resources_newest
+    return current_app.extensions["mapservice"]["store"].newest_change()
+
+
+def use_last_modified(value: dt.datetime | None) -> None:
+    """The newest change of the resources, as the view's own search read it."""
+    g.resources_newest = value
 
 
 def _is_anonymous(response: Response) -> bool:

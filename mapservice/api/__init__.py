@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 from .. import geocode
 from ..errors import InvalidParameter, NotFound
 from ..geojson import feature_collection, feature_text, properties, to_csv
-from ..http import json_response
+from ..http import json_response, use_last_modified
 from ..i18n import preferred_language
 from ..search import parse_search, parse_text
 
@@ -37,6 +37,7 @@ def resources() -> Response:
                          default_limit=current_app.config["PAGE_SIZE"],
                          max_limit=current_app.config["MAX_PAGE_SIZE"], extra=("f",))
     result = _ctx()["store"].search(query)
+    use_last_modified(result.last_modified)
     links = [{"rel": "self", "href": request.url, "type": FORMATS[fmt]}]
     if result.next_offset is not None:
         args = request.args.to_dict(flat=False)

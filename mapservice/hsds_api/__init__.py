@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import hsds
 from ..errors import InvalidParameter, NotFound
-from ..http import json_response
+from ..http import json_response, use_last_modified
 from ..search import SearchQuery, parse_datetime, parse_text
 from ..store import Hit
 
@@ -102,7 +102,9 @@ def _resource_query() -> tuple[SearchQuery, int, int]:
 def _resources(serialise: Any) -> Response:
     query, page, per_page = _resource_query()
     store = _ctx()["store"]
-    hits = store.search(query).hits
+    result = store.search(query)
+    use_last_modified(result.last_modified)
+    hits = result.hits
     orgs = store.organizations_of([hit.properties["uid"] for hit in hits])
     contents = [serialise(hit, orgs.get(hit.properties["uid"]), _ctx()["taxonomy"])
                 for hit in hits]

@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 from ..errors import InvalidParameter, MapserviceError, NotFound
 from ..geocode import default as default_gazetteer
 from ..geojson import feature, feature_collection, timestamp
-from ..http import json_response, problem_response
+from ..http import json_response, problem_response, use_last_modified
 from ..search import SearchQuery, parse_search
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
@@ -192,6 +192,7 @@ def items(collection_id: str) -> Response:
     _collection_id(collection_id)
     query = items_query()
     result = _ctx()["store"].search(query)
+    use_last_modified(result.last_modified)
 
     def page(offset: int) -> str:
         args = request.args.to_dict(flat=False)

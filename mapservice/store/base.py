@@ -100,6 +100,9 @@ class Hit:
 class SearchResult:
     hits: list[Hit]
     next_offset: int | None
+    #: The newest ``resource.updated_at`` of any status (UTC), read on the search's own
+    #: connection: the response's Last-Modified without a second checkout.
+    last_modified: dt.datetime | None = None
 
 
 @dataclass
@@ -404,8 +407,28 @@ class Store:
                 hits = [self._hit(row) for row in rows]
             else:
                 hits = self._fast_search(conn, query, self._params(conn, query))
+            newest = self._newest_change(conn)
         more = len(hits) > query.limit
-        return SearchResult(hits[:query.limit], query.offset + query.limit if more else None)
+        return SearchResult(hits[:query.limit], query.offset + query.limit if more else None,
+                            newest)
+
+    def newest_change(self) -> dt.datetime | None:
+        """The newest ``resource.updated_at`` of any status (archiving or unpublishing changes
+        what the public sees, too), UTC; None when there is no resource."""
+        with self._reading() as conn:
+            return self._newest_change(conn)
+
+    def _newest_change(self, conn: Any) -> dt.datetime | None:
+        rows = self._plan(("newest",), lambda: select(func.max(Resource.updated_at))
+                          ).run(conn, {})
+        value = rows[0][0] if rows else None
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite's max() over text loses the column's type
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)  # stored as UTC
+        return value.astimezone(dt.timezone.utc)
 
     def _fast_search(self, conn: Any, query: SearchQuery, params: dict[str, Any]) -> list[Hit]:
         """The page (plus one row) of a query without ``open_at``, and with ``near`` only
