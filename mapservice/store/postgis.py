@@ -20,6 +20,10 @@ from .base import (_WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _now_p
                    window)
 
 
+#: Nearest-k reads this many times k planar-nearest matches to find its reach (_knn_select).
+KNN_OVERSAMPLE = 4
+
+
 class PostGISStore(Store):
     backend = "postgis"
 
@@ -77,26 +81,35 @@ class PostGISStore(Store):
     def _knn_select(self, params: dict[str, Any],
                     fixed: tuple[int, int, int, tuple[str, ...]] | None = None) -> Select:
         """Nearest-k in one statement: the KNN scan (``<->`` on the GiST index, planar
-        degrees) finds k matches; the largest of their true distances is a reach that holds
-        the true k nearest (in metres); the page is read from the index window around that
-        reach (``window``'s arithmetic in SQL) and ordered by the ellipsoidal distance. No
-        match: the reach is NULL and so is the result. ``fixed``: (k, limit, offset,
-        statuses) as literals instead of parameters (statuses: words of ``STATUSES``)."""
+        degrees) finds :data:`KNN_OVERSAMPLE` x k matches; the k-th smallest of their true
+        distances is a reach that holds the true k nearest (k matches lie within it); the page
+        is read from the index window around that reach (``window``'s arithmetic in SQL) and
+        ordered by the ellipsoidal distance. No match: the reach is NULL and so is the
+        result. ``fixed``: (k, limit, offset, statuses) as literals instead of parameters
+        (statuses: words of ``STATUSES``).
+
+        Why more than k: planar degrees overrate east-west distances (1 / cos(latitude), 1.7 in
+        Hamburg), so the k planar-nearest can reach far past the true k-th nearest, and the
+        window around that reach then reads a neighbouring dense area (thousands of rows for
+        ten). Among 4k planar-nearest the k-th true distance is close to the true one."""
         r = Resource
         if fixed is None:
             k, limit, offset = (bindparam("k", 1, type_=Integer),
                                 bindparam("limit", 1, type_=Integer),
                                 bindparam("offset", 0, type_=Integer))
+            more: Any = k * KNN_OVERSAMPLE
             where = self._where(params)
         else:
             k, limit, offset = (literal_column(str(int(n))) for n in fixed[:3])
+            more = literal_column(str(int(fixed[0]) * KNN_OVERSAMPLE))
             assert set(fixed[3]) <= set(STATUSES)
             where = [r.status == any_(literal_column(f"'{{{','.join(fixed[3])}}}'::text[]"))]
         point, lat = _param_point()
-        nearest = (select(r.geom).where(*where).order_by(r.geom.op("<->")(point))
-                   .limit(k).subquery("nearest"))
-        reach = select((func.max(_geodesic(nearest.c.geom, point)) + 0.01).label("m")
-                       ).subquery("reach")
+        candidates = (select(_geodesic(r.geom, point).label("d")).where(*where)
+                      .order_by(r.geom.op("<->")(point)).limit(more).subquery("candidates"))
+        nearest = (select(candidates.c.d).order_by(candidates.c.d).limit(k)
+                   .subquery("nearest"))
+        reach = select((func.max(nearest.c.d) + 0.01).label("m")).subquery("reach")
         dlat = reach.c.m / METRES_PER_DEG_LAT * 1.01
         coslat = func.greatest(func.cos(func.radians(func.least(func.abs(lat) + dlat, 89.9))),
                                1e-6)
@@ -128,12 +141,14 @@ class PostGISStore(Store):
 
     def _knn_radius(self, conn: Any, lat: float, lon: float, k: int,
                     where: list[ColumnElement]) -> float | None:
-        # The k nearest by planar degrees (index-ordered KNN scan) are k matches within the
-        # largest of their true distances: that radius holds the true k nearest in metres.
-        nearest = (select(Resource.geom).where(*where)
-                   .order_by(Resource.geom.op("<->")(_point(lon, lat))).limit(k).subquery())
-        radius = conn.execute(select(func.max(self._distance_m(lon, lat, nearest.c.geom)))
-                              ).scalar()
+        # Among the KNN_OVERSAMPLE x k nearest by planar degrees (index-ordered KNN scan), k
+        # matches lie within the k-th smallest true distance: that radius holds the true k
+        # nearest in metres (see _knn_select).
+        candidates = (select(self._distance_m(lon, lat).label("d")).where(*where)
+                      .order_by(Resource.geom.op("<->")(_point(lon, lat)))
+                      .limit(k * KNN_OVERSAMPLE).subquery())
+        nearest = select(candidates.c.d).order_by(candidates.c.d).limit(k).subquery()
+        radius = conn.execute(select(func.max(nearest.c.d))).scalar()
         return None if radius is None else float(radius) + 0.01
 
     def _point_in(self, polygon: Any, x: Any, y: Any) -> ColumnElement:
