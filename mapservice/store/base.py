@@ -485,8 +485,7 @@ class Store:
         return [hit(row, None) for row in rows]
 
     def _public_select(self) -> Select:
-        return (select(*self._read_columns())
-                .outerjoin(Organization, Organization.id == Resource.organization_id))
+        return select(*self._read_columns()).select_from(Resource)
 
     def _read_columns(self) -> list[Any]:
         """What a search reads per resource: its stored Feature (``resource.feature``,
@@ -494,7 +493,12 @@ class Store:
         driver nothing to decode; 25 values a row cost more than the query), then lon, lat."""
         stale = Resource.feature.is_(None)
         columns = self._public_columns()
-        wrapped = [type_coerce(case((stale, column), else_=null()), column.type).label(key)
+        # The organisation's name from a subquery that runs only for a row without its
+        # Feature: no join (PostgreSQL hashed the whole organisation table for every search).
+        org_name = (select(Organization.name).where(Organization.id == Resource.organization_id)
+                    .scalar_subquery())
+        wrapped = [type_coerce(case((stale, org_name if key == "organization" else column),
+                                    else_=null()), column.type).label(key)
                    for column, key in zip(columns, self._public_keys)]
         return [Resource.feature, *wrapped, *columns[-2:]]
 

@@ -286,7 +286,7 @@ class PostGISStore(Store):
             for statement in rebuild:
                 conn.exec_driver_sql(statement)
             # A table loaded in one go has no statistics yet: plan the next queries well.
-            conn.exec_driver_sql("ANALYZE resource, resource_version (resource_id)")
+            conn.exec_driver_sql("ANALYZE resource, resource_version (resource_id), organization")
 
         return created, finish
 

@@ -24,7 +24,7 @@ from sqlalchemy import (JSON, Boolean, ColumnElement, Date, DateTime, Float, Int
                         or_, select, table, text, union_all)
 from sqlalchemy.engine import Connection
 
-from ..models import Organization, Resource
+from ..models import Resource
 from ..search import DIGRAPHS, SearchQuery, fold, words
 from .base import (_WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _dumps, _now_param,
                    _point, window)
@@ -91,7 +91,7 @@ class SpatiaLiteStore(Store):
         lat, lon = query.near
         shape = tuple(sorted(params))
         plan = self._plan(("nearest", *shape), lambda: self._candidates_select(
-            self._where(params), [*self._read_columns(), Resource.id], public=True))
+            self._where(params), [*self._read_columns(), Resource.id]))
         n = len(self._public_keys) + 1  # lon, lat, id follow the feature and public columns
 
         def candidates(box: tuple[float, float, float, float], m: int, kx: float,
@@ -105,8 +105,7 @@ class SpatiaLiteStore(Store):
         return self._hits(plan.read([row for _d, _id, row in found]),
                           distances=[d for d, _id, _row in found])
 
-    def _candidates_select(self, where: list[ColumnElement], columns: list[Any],
-                           public: bool = False) -> Select:
+    def _candidates_select(self, where: list[ColumnElement], columns: list[Any]) -> Select:
         """``columns`` of the matches of ``where`` among the ``m`` (-1: all) entries nearest
         to (``lon``, ``lat``) by the planar metric (``kx``, ``ky`` metres per degree) of the
         first ``cap`` (-1: all) entries of the window of parameters ``_WINDOW``; then one row
@@ -132,8 +131,6 @@ class SpatiaLiteStore(Store):
                    .cte("nearest").prefix_with("MATERIALIZED"))
         rows = (select(*columns, null().label("scanned"), null().label("farthest"))
                 .join_from(nearest, Resource, Resource.id == nearest.c.pkid))
-        if public:
-            rows = rows.outerjoin(Organization, Organization.id == Resource.organization_id)
         info = select(*(null() for _ in columns),
                       select(func.count()).select_from(scan).scalar_subquery(),
                       select(func.max(nearest.c.d2)).scalar_subquery())
