@@ -105,11 +105,14 @@ def test_a_writer_that_does_not_know_cannot_leave_a_stale_feature(store):
     # reads build what is missing from the columns: never the old text
     hits = store.search(SearchQuery(limit=10)).hits
     assert {h.properties["name"] for h in hits} >= {"Umbenannt"}
-    assert all(h.fragment is None for h in hits)
     assert {orjson.loads(feature_text(h))["properties"]["organization"] for h in hits} == {
         "Neuer Träger", None}
+    near = store.search(SearchQuery(near=(53.57, 10.03), limit=1)).hits[0]
+    assert near.properties["organization"] == "Neuer Träger" and near.distance_m < 1500
+    assert store.get(near.properties["uid"]).properties["organization"] == "Neuer Träger"
+    # a reader never writes: the next write (or init-db) stores them
+    assert {i for i, f in _stored(store.engine).items() if f is None} == stale
     assert store.fill_features() == 3
-    assert all(h.fragment for h in store.search(SearchQuery(limit=10)).hits)
     assert_features_current(store)
 
 

@@ -396,15 +396,14 @@ class Store:
             if query.open_at is not None:
                 rows = self._open_rows(conn, query, self._filters(conn, query),
                                        hours.local(query.open_at))
-                hits = [self._hit(row) for row in rows]
+                hits = self._hits(conn, rows, distance=query.near is not None)
             elif query.near is not None and query.effective_sort != "distance":
                 where = self._filters(conn, query)
                 stmt = self._ordered(conn, query, where, self._public_select(),
                                      query.offset + query.limit + 1)
                 rows = ([] if stmt is None else
-                        conn.execute(stmt.limit(query.limit + 1).offset(query.offset))
-                        .mappings().all())
-                hits = [self._hit(row) for row in rows]
+                        conn.execute(stmt.limit(query.limit + 1).offset(query.offset)).all())
+                hits = self._hits(conn, rows, distance=True)
             else:
                 hits = self._fast_search(conn, query, self._params(conn, query))
             newest = self._newest_change(conn)
@@ -441,7 +440,7 @@ class Store:
                 .order_by(*self._order(query, None))
                 .limit(bindparam("limit", 1, type_=Integer))
                 .offset(bindparam("offset", 0, type_=Integer))))
-            return self._hits(plan.run(conn, values))
+            return self._hits(conn, plan.run(conn, values))
         return self._nearest(conn, query, params, values)
 
     def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
@@ -466,41 +465,40 @@ class Store:
                                                     self._reader)
         return plan
 
-    def _hits(self, rows: Iterable[Sequence[Any]], *, distance: bool = False,
+    def _hits(self, conn: Any, rows: Sequence[Sequence[Any]], *, distance: bool = False,
               distances: Iterable[float] | None = None) -> list[Hit]:
-        """Hits from rows of :meth:`_read_columns` (lon and lat last), with the distance
-        from the column after them (``distance``) or from ``distances``, row by row."""
-        keys = self._public_keys
-        n = len(keys) + 1  # the stored feature first, then the public columns
+        """Hits from rows of :meth:`_read_columns` (feature, id, lon, lat), with the distance
+        from the column after them (``distance``) or from ``distances``, row by row. A row
+        without its stored Feature gets one built from its columns (:meth:`_built_features`)."""
+        if distances is None:
+            distances = ([round(float(row[4]), 1) for row in rows] if distance
+                         else [None] * len(rows))
+        missing = [row[1] for row in rows if row[0] is None]
+        built = self._built_features(conn, missing) if missing else {}
+        return [Hit(None, row[2], row[3], d, row[0] if row[0] is not None else built[row[1]])
+                for row, d in zip(rows, distances)]
 
-        def hit(row: Sequence[Any], d: float | None) -> Hit:
-            if row[0] is not None:  # the stored feature: nothing to decode or build
-                return Hit(None, row[n], row[n + 1], d, row[0])
-            return Hit(dict(zip(keys, row[1:n])), row[n], row[n + 1], d)
-
-        if distances is not None:
-            return [hit(row, round(d, 1)) for row, d in zip(rows, distances)]
-        if distance:
-            return [hit(row, round(float(row[n + 2]), 1)) for row in rows]
-        return [hit(row, None) for row in rows]
+    def _built_features(self, conn: Any, ids: Sequence[int]) -> dict[int, str]:
+        """The Features of resources ``ids`` built from their columns, as the next write will
+        store them (a reader never writes): for rows a writer left without one."""
+        r = Resource
+        stmt = (select(*self._public_columns(), r.id)
+                .outerjoin(Organization, Organization.id == r.organization_id)
+                .where(r.id.in_(list(ids))))
+        n = len(self._public_keys)
+        return {row[n + 2]: stored_feature(dict(zip(self._public_keys, row[:n])), row[n],
+                                           row[n + 1])
+                for row in conn.execute(stmt).all()}
 
     def _public_select(self) -> Select:
-        return select(*self._read_columns()).select_from(Resource)
+        return select(*self._read_columns())
 
     def _read_columns(self) -> list[Any]:
         """What a search reads per resource: its stored Feature (``resource.feature``,
-        migration 0005), then the public columns only where that is NULL (a NULL costs the
-        driver nothing to decode; 25 values a row cost more than the query), then lon, lat."""
-        stale = Resource.feature.is_(None)
-        columns = self._public_columns()
-        # The organisation's name from a subquery that runs only for a row without its
-        # Feature: no join (PostgreSQL hashed the whole organisation table for every search).
-        org_name = (select(Organization.name).where(Organization.id == Resource.organization_id)
-                    .scalar_subquery())
-        wrapped = [type_coerce(case((stale, org_name if key == "organization" else column),
-                                    else_=null()), column.type).label(key)
-                   for column, key in zip(columns, self._public_keys)]
-        return [Resource.feature, *wrapped, *columns[-2:]]
+        migration 0005), its id, lon and lat. Nothing else: decoding 25 columns of 1,000
+        rows cost more than the query, and even 25 NULLs a row cost the driver half the
+        fetch. Rows without a stored Feature are completed by :meth:`_hits`."""
+        return [Resource.feature, Resource.id, *self._public_columns()[-2:]]
 
     def _fill_features(self, conn: Any) -> int:
         """Build the stored Feature of every resource that has none (new, changed, or reset by
@@ -600,20 +598,19 @@ class Store:
         stmt = self._ordered(conn, query, where, self._public_select(), need)
         if stmt is None:
             return []
-        return conn.execute(stmt.limit(query.limit + 1).offset(query.offset)).mappings().all()
+        return conn.execute(stmt.limit(query.limit + 1).offset(query.offset)).all()
 
-    def _rows_by_id(self, conn: Any, query: SearchQuery,
-                    ids: list[int]) -> list[Mapping[str, Any]]:
-        """The public rows of ``ids``, in that order (with ``distance_m`` for ``near``)."""
+    def _rows_by_id(self, conn: Any, query: SearchQuery, ids: list[int]) -> list[Sequence[Any]]:
+        """The rows (:meth:`_read_columns`) of ``ids``, in that order (with ``distance_m`` for
+        ``near``)."""
         if not ids:
             return []
         stmt = self._public_select().where(Resource.id.in_(ids))
         if query.near is not None:
             lat, lon = query.near
             stmt = stmt.add_columns(self._distance_m(lon, lat).label("distance_m"))
-        stmt = stmt.add_columns(Resource.id.label("_id"))
-        by_id = {row["_id"]: row for row in conn.execute(stmt).mappings()}
-        return [{k: v for k, v in by_id[i].items() if k != "_id"} for i in ids if i in by_id]
+        by_id = {row[1]: row for row in conn.execute(stmt).all()}
+        return [by_id[i] for i in ids if i in by_id]
 
     def _order(self, query: SearchQuery, distance: ColumnElement | None) -> list[Any]:
         sort = query.effective_sort
@@ -625,18 +622,6 @@ class Store:
             return [Resource.last_verified.desc().nulls_last(), Resource.id]
         return [Resource.id]
 
-    @staticmethod
-    def _hit(row: Mapping[str, Any]) -> Hit:
-        props = dict(row)
-        fragment = props.pop("feature")
-        lon, lat = props.pop("lon"), props.pop("lat")
-        distance = props.pop("distance_m", None)
-        props.pop("status", None)
-        distance = None if distance is None else round(float(distance), 1)
-        if fragment is not None:
-            return Hit(None, lon, lat, distance, fragment)
-        return Hit(props, lon, lat, distance)
-
     def get(self, uid: str, *, statuses: Iterable[str] = ("published",)) -> Hit | None:
         plan = self._plan(("get",), lambda: self._public_select().where(
             Resource.uid == bindparam("uid", "", type_=String),
@@ -644,7 +629,7 @@ class Store:
                           self._list_param("statuses", self._list_value(["published"])))))
         with self._reading() as conn:
             rows = plan.run(conn, {"uid": uid, "statuses": self._list_value(tuple(statuses))})
-        return self._hits(rows[:1])[0] if rows else None
+            return self._hits(conn, rows[:1])[0] if rows else None
 
     def count(self, statuses: Iterable[str] = ("published",)) -> int:
         with self.engine.connect() as conn:

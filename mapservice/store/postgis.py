@@ -76,7 +76,7 @@ class PostGISStore(Store):
                          tuple(query.statuses))
             plan = self._plan(("near", *sorted(params), fixed),
                               lambda: self._knn_select(params, fixed))
-        return self._hits(plan.run(conn, values), distance=True)
+        return self._hits(conn, plan.run(conn, values), distance=True)
 
     def _knn_select(self, params: dict[str, Any],
                     fixed: tuple[int, int, int, tuple[str, ...]] | None = None) -> Select:

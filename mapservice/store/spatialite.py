@@ -91,18 +91,17 @@ class SpatiaLiteStore(Store):
         lat, lon = query.near
         shape = tuple(sorted(params))
         plan = self._plan(("nearest", *shape), lambda: self._candidates_select(
-            self._where(params), [*self._read_columns(), Resource.id]))
-        n = len(self._public_keys) + 1  # lon, lat, id follow the feature and public columns
+            self._where(params), self._read_columns()))
 
         def candidates(box: tuple[float, float, float, float], m: int, kx: float,
                        ky: float) -> list[Any]:
             return plan.run(conn, {**params, **dict(zip(_WINDOW, box)), "lon": lon, "lat": lat,
                                    "kx": kx, "ky": ky, "m": m}, read=False)
 
-        found = self._nearest_rows(conn, candidates, (n, n + 1, n + 2), lat, lon,
+        found = self._nearest_rows(conn, candidates, (2, 3, 1), lat, lon,
                                    query.offset + query.limit + 1, query.radius,
                                    shape)[query.offset:]
-        return self._hits(plan.read([row for _d, _id, row in found]),
+        return self._hits(conn, plan.read([row for _d, _id, row in found]),
                           distances=[d for d, _id, _row in found])
 
     def _candidates_select(self, where: list[ColumnElement], columns: list[Any]) -> Select:
