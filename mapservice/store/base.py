@@ -513,17 +513,21 @@ class Store:
             .order_by(r.id).limit(bindparam("batch", 1, type_=Integer))))
         keys = self._public_keys
         n = len(keys)
-        update = text("UPDATE resource SET feature = :feature WHERE id = :id")
         done, after = 0, 0
         while True:
             rows = plan.run(conn, {"after": after, "batch": _FILL_BATCH})
             if not rows:
                 return done
-            conn.execute(update, [{"feature": stored_feature(dict(zip(keys, row[:n])),
-                                                             row[n], row[n + 1]),
-                                   "id": row[n + 2]} for row in rows])
+            self._write_features(conn, [row[n + 2] for row in rows],
+                                 [stored_feature(dict(zip(keys, row[:n])), row[n], row[n + 1])
+                                  for row in rows])
             done += len(rows)
             after = rows[-1][n + 2]
+
+    def _write_features(self, conn: Any, ids: list[int], features: list[str]) -> None:
+        """Store ``features`` for the resources ``ids`` (same order)."""
+        conn.execute(text("UPDATE resource SET feature = :feature WHERE id = :id"),
+                     [{"feature": f, "id": i} for i, f in zip(ids, features)])
 
     def fill_features(self) -> int:
         """:meth:`_fill_features` in a transaction of its own (``mapservice init-db`` runs it
@@ -980,7 +984,7 @@ class Store:
                     conn.execute(text(self._bulk_organizations_sql()), {"source": source})
                 clock("organizations")
                 empty = conn.execute(select(Resource.id).limit(1)).first() is None
-                changes = [] if empty else self._bulk_changes(conn, source, report)
+                changes = [] if empty else self._bulk_changes(conn, source, report, now)
                 report.created, finish = self._bulk_insert(conn, source, changed_by, now, empty)
                 if changes:
                     self._bulk_load(conn, "bulk_changes", BULK_COLUMNS, changes)
@@ -1029,13 +1033,14 @@ class Store:
             else:
                 data["organization"] = None
             yield self._bulk_row(key, sid, data, org_key, None, _dumps(data), None,
-                                 (source, now))
+                                 (source, now, None))
 
     def _bulk_row(self, key: int, source_id: str, data: Mapping[str, Any], org_key: str | None,
                   org_id: int | None, data_json: str, diff_json: str | None,
-                  new: tuple[str, dt.datetime] | None = None) -> tuple[Any, ...]:
+                  new: tuple[str, dt.datetime, str | None] | None = None) -> tuple[Any, ...]:
         """One staging row (:data:`BULK_COLUMNS`); ``data`` in Python or JSON form. ``new``:
-        (source, time) of a row that may be inserted: it gets its uid and Feature head."""
+        (source, time of the write, uid or None for a new one): the row gets its uid and the
+        head of the Feature it is written with (:func:`geojson.feature_head`)."""
         values = [data[name] for name in CONTENT_FIELDS]
         for i in _LIST_INDEXES:
             values[i] = self._bulk_list(values[i] or ())
@@ -1050,7 +1055,7 @@ class Store:
         slug = slugify(data["name"])
         uid = head = None
         if new is not None:
-            uid = str(uuid.uuid4())
+            uid = new[2] or str(uuid.uuid4())
             known = {"uid": uid, "slug": slug, "updated_at": new[1], "source": new[0],
                      "organization": None}
             if data["location_confidential"]:
@@ -1064,8 +1069,8 @@ class Store:
         return (key, source_id, *values, org_key, org_id, slug, glon, glat,
                 data_json, diff_json, uid, head)
 
-    def _bulk_changes(self, conn: Connection, source: str,
-                      report: UpsertReport) -> list[tuple[Any, ...]]:
+    def _bulk_changes(self, conn: Connection, source: str, report: UpsertReport,
+                      now: dt.datetime) -> list[tuple[Any, ...]]:
         """Staging rows for the existing resources that changed (key = resource id).
 
         SQL finds the rows whose stored content is not identical to the staging row; an exact
@@ -1076,7 +1081,7 @@ class Store:
         r = Resource
         stored = [self._bulk_stored(name) for name in CONTENT_FIELDS]
         before = [_stored_value(name).label(name) for name in CONTENT_FIELDS]
-        stmt = (select(r.id, r.version, r.locked_fields, r.organization_id, r.exact_lat,
+        stmt = (select(r.id, r.uid, r.version, r.locked_fields, r.organization_id, r.exact_lat,
                        s.c.source_id, s.c.org_key, s.c.data, *before)
                 .select_from(s.join(r, and_(r.source == source, r.source_id == s.c.source_id))
                              .outerjoin(Organization, Organization.id == r.organization_id))
@@ -1103,7 +1108,8 @@ class Store:
                         .where(Organization.source == source)).all())
                 org_id = org_ids.get(row["org_key"]) if row["org_key"] else None
             changes.append(self._bulk_row(row["id"], row["source_id"], data, row["org_key"],
-                                          org_id, _dumps(data), _dumps(diff)))
+                                          org_id, _dumps(data), _dumps(diff),
+                                          (source, now, row["uid"])))
         return changes
 
     def _bulk_update(self, conn: Connection, changed_by: str, now: dt.datetime) -> None:
@@ -1115,7 +1121,9 @@ class Store:
             UPDATE resource AS r SET {sets}, slug = c.slug, organization_id = c.org_id,
                 exact_lat = CASE WHEN c.location_confidential THEN c.lat END,
                 exact_lon = CASE WHEN c.location_confidential THEN c.lon END,
-                geom = {point}, version = r.version + 1, updated_at = :now
+                geom = {point}, version = r.version + 1, updated_at = :now,
+                feature = {self._sql_feature(
+                    "c.feature", "(SELECT o.name FROM organization AS o WHERE o.id = c.org_id)")}
             FROM bulk_changes AS c WHERE r.id = c.key""").bindparams(_now_param(now)))
         conn.execute(text(f"""
             INSERT INTO resource_version (resource_id, version, changed_by, changed_at, data, diff)

@@ -344,6 +344,13 @@ class PostGISStore(Store):
     def _sql_point(self, lon: str, lat: str) -> str:
         return f"ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326)"
 
+    def _write_features(self, conn: Any, ids: list[int], features: list[str]) -> None:
+        # One statement per batch (executemany sends one UPDATE per row).
+        conn.execute(text("UPDATE resource AS r SET feature = v.feature "
+                          "FROM unnest(CAST(:ids AS integer[]), CAST(:features AS text[])) "
+                          "AS v(id, feature) WHERE r.id = v.id"),
+                     {"ids": ids, "features": features})
+
     def _sql_json_text(self, expr: str) -> str:
         return f"to_json({expr})::text"
 
