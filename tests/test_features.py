@@ -125,12 +125,17 @@ def test_bulk_paths_store_current_features(store, into):
     first = assert_features_current(store)
     changed = [dict(r, name=r["name"] + " (neu)") if i % 7 == 0 else r
                for i, r in enumerate(recs)]
-    report = store.bulk_upsert(changed, source="bench", changed_by="t")
-    assert report.updated == len(range(0, 600, 7))
+    # and new rows in a source that has rows: stored after the merge
+    added = [dict(r, source_id=f"{r['source_id']}-added", name=r["name"] + " (dazu)")
+             for r in recs[:30]]
+    report = store.bulk_upsert(changed + added, source="bench", changed_by="t")
+    assert report.updated == len(range(0, 600, 7)) and report.created == 30
     again = assert_features_current(store)
     renamed = {f["properties"]["name"] for f in again.values()} - {
         f["properties"]["name"] for f in first.values()}
-    assert len(renamed) == report.updated and all(n.endswith(" (neu)") for n in renamed)
+    assert {n for n in renamed if n.endswith(" (neu)")} and all(
+        n.endswith((" (neu)", " (dazu)")) for n in renamed)
+    assert sum(n.endswith(" (dazu)") for n in renamed) == len({r["name"] for r in added})
     confidential = [f for f in again.values() if f["properties"]["location_confidential"]]
     assert confidential and all(f["properties"]["address"] is None
                                 and f["properties"]["location_precision"] == "approximate"

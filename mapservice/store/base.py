@@ -971,8 +971,14 @@ class Store:
             try:
                 self._unbounded(conn)
                 orgs: dict[str, dict[str, Any]] = {}
+                # A source with no rows yet: every row is new, so each staging row carries
+                # the Feature it is inserted with. Otherwise most rows usually exist already
+                # (a re-import), and building Features nobody writes would cost more than
+                # storing the few new ones after the merge (_fill_features).
+                fresh = conn.execute(select(Resource.id).where(Resource.source == source)
+                                     .limit(1)).first() is None
                 total = self._bulk_load(conn, "bulk_staging", BULK_COLUMNS,
-                                        self._bulk_rows(records, orgs, source, now))
+                                        self._bulk_rows(records, orgs, source, now, fresh))
                 clock("load")
                 if not total:
                     transaction.rollback()
@@ -994,7 +1000,7 @@ class Store:
                 clock("merge")
                 finish()
                 clock("index")
-                if not dry_run:  # the changed rows' features (the new ones came built)
+                if not dry_run:  # new rows of a source that had rows; renamed organisations
                     self._fill_features(conn)
                     clock("features")
             except BaseException:
@@ -1008,12 +1014,13 @@ class Store:
         return report
 
     def _bulk_rows(self, records: Iterable[Mapping[str, Any]],
-                   orgs: dict[str, dict[str, Any]], source: str,
-                   now: dt.datetime) -> Iterator[tuple[Any, ...]]:
+                   orgs: dict[str, dict[str, Any]], source: str, now: dt.datetime,
+                   features: bool) -> Iterator[tuple[Any, ...]]:
         """The staging rows of ``records`` (a stream: nothing is held but the organisations,
-        merged per key in record order as :meth:`_organization` does), each with the uid and
-        the Feature it gets if it is new (:func:`geojson.feature_head`: the insert appends the
-        stored organisation's name)."""
+        merged per key in record order as :meth:`_organization` does); with ``features``
+        each with the uid and the Feature it gets if it is new (:func:`geojson.feature_head`:
+        the insert appends the stored organisation's name), else without (the insert
+        generates the uid, and the Feature is stored after the merge)."""
         seen: set[str] = set()
         for key, rec in enumerate(records):
             sid = str(rec["source_id"])
@@ -1033,7 +1040,7 @@ class Store:
             else:
                 data["organization"] = None
             yield self._bulk_row(key, sid, data, org_key, None, _dumps(data), None,
-                                 (source, now, None))
+                                 (source, now, None) if features else None)
 
     def _bulk_row(self, key: int, source_id: str, data: Mapping[str, Any], org_key: str | None,
                   org_id: int | None, data_json: str, diff_json: str | None,

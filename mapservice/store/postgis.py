@@ -228,7 +228,7 @@ class PostGISStore(Store):
                    "exact_lat, exact_lon, geom, locked_fields, version, created_at, updated_at, "
                    "feature")
         point = self._sql_point("coalesce(s.glon, s.lon)", "coalesce(s.glat, s.lat)")
-        values = (f"s.uid, :source, s.source_id, "
+        values = (f"coalesce(s.uid, {self._sql_uuid()}), :source, s.source_id, "
                   f"{', '.join(f's.{name}' for name in PLAIN_FIELDS)}, s.slug, o.id, "
                   "CASE WHEN s.location_confidential THEN s.lat END, "
                   "CASE WHEN s.location_confidential THEN s.lon END, "

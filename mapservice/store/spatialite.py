@@ -329,7 +329,7 @@ class SpatiaLiteStore(Store):
             INSERT INTO resource (id, uid, source, source_id, {columns}, slug, organization_id,
                                   exact_lat, exact_lon, geom, locked_fields, version,
                                   created_at, updated_at, feature)
-            SELECT :base + z.pos, s.uid, :source, s.source_id,
+            SELECT :base + z.pos, coalesce(s.uid, {self._sql_uuid()}), :source, s.source_id,
                    {values}, s.slug, o.id,
                    CASE WHEN s.location_confidential THEN s.lat END,
                    CASE WHEN s.location_confidential THEN s.lon END,
