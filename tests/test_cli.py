@@ -32,6 +32,18 @@ def test_init_db_and_import_demo_on_both_backends(request, backend, engine, tmp_
     assert "created 194" in first.stdout or "created" in first.stdout
     second = _run(["import-demo"], env, tmp_path)
     assert "created 0, updated 0" in second.stdout, second.stdout
+    # rows without their stored Feature (e.g. written before migration 0005): init-db builds
+    # them
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE resource SET feature = NULL WHERE id % 2 = 0"))
+        reset = conn.execute(text("SELECT count(*) FROM resource WHERE feature IS NULL")).scalar()
+    assert reset > 0
+    again = _run(["init-db"], env, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"built the stored features of {reset} resources" in again.stdout
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM resource WHERE feature IS NULL")).scalar()
+    assert left == 0
 
 
 def test_flask_cli_reaches_the_same_commands(tmp_path):
