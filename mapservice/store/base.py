@@ -481,14 +481,21 @@ class Store:
     def _built_features(self, conn: Any, ids: Sequence[int]) -> dict[int, str]:
         """The Features of resources ``ids`` built from their columns, as the next write will
         store them (a reader never writes): for rows a writer left without one."""
+        rows = conn.execute(self._feature_columns().where(Resource.id.in_(list(ids)))).all()
+        return dict(self._features_of(rows))
+
+    def _feature_columns(self) -> Select:
+        """The public columns (lon, lat last) and the id of resources, to build Features from."""
         r = Resource
-        stmt = (select(*self._public_columns(), r.id)
-                .outerjoin(Organization, Organization.id == r.organization_id)
-                .where(r.id.in_(list(ids))))
-        n = len(self._public_keys)
-        return {row[n + 2]: stored_feature(dict(zip(self._public_keys, row[:n])), row[n],
-                                           row[n + 1])
-                for row in conn.execute(stmt).all()}
+        return (select(*self._public_columns(), r.id)
+                .outerjoin(Organization, Organization.id == r.organization_id))
+
+    def _features_of(self, rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
+        """(id, Feature text) of rows of :meth:`_feature_columns`."""
+        keys = self._public_keys
+        n = len(keys)
+        return [(row[n + 2], stored_feature(dict(zip(keys, row[:n])), row[n], row[n + 1]))
+                for row in rows]
 
     def _public_select(self) -> Select:
         return select(*self._read_columns())
@@ -507,22 +514,17 @@ class Store:
         builds it for a search that finds none, :func:`geojson.stored_feature`."""
         r = Resource
         plan = self._plan(("stale features",), lambda: (
-            select(*self._public_columns(), r.id)
-            .outerjoin(Organization, Organization.id == r.organization_id)
+            self._feature_columns()
             .where(r.feature.is_(None), r.id > bindparam("after", 0, type_=Integer))
             .order_by(r.id).limit(bindparam("batch", 1, type_=Integer))))
-        keys = self._public_keys
-        n = len(keys)
         done, after = 0, 0
         while True:
-            rows = plan.run(conn, {"after": after, "batch": _FILL_BATCH})
-            if not rows:
+            built = self._features_of(plan.run(conn, {"after": after, "batch": _FILL_BATCH}))
+            if not built:
                 return done
-            self._write_features(conn, [row[n + 2] for row in rows],
-                                 [stored_feature(dict(zip(keys, row[:n])), row[n], row[n + 1])
-                                  for row in rows])
-            done += len(rows)
-            after = rows[-1][n + 2]
+            self._write_features(conn, [i for i, _ in built], [f for _, f in built])
+            done += len(built)
+            after = built[-1][0]
 
     def _write_features(self, conn: Any, ids: list[int], features: list[str]) -> None:
         """Store ``features`` for the resources ``ids`` (same order)."""
