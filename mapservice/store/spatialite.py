@@ -3,10 +3,11 @@ ellipsoidal distances, full text on the FTS5 table ``resource_fts``.
 
 Nearest-k reads R*Tree windows and measures the candidates in Python (pyproj's geodesic, the
 algorithm of PROJ that SpatiaLite's ``ST_Distance(a, b, 1)`` uses too): SpatiaLite's function
-costs 10-50 us a call, Python 1 us a point. The first window is sized from the data's average
-density; a window that holds too many candidates is shrunk to the k-th nearest of those it
-returned, one with too few is grown by the area the missing ones need, so a search reads one or
-two small windows.
+costs 10-50 us a call, Python 1 us a point. The first window is sized from a map of the index's
+local density (``density.DensityMap``, read from the R*Tree's leaf pages, rebuilt every few
+minutes) to hold about the entries the search needs; a window that holds too many candidates is
+shrunk to the k-th nearest of those it returned, one with too few is grown by the area the
+missing ones need, so a search mostly reads one small window.
 """
 from __future__ import annotations
 
@@ -15,19 +16,51 @@ import json
 import math
 import re
 import struct
+import time
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 import orjson
 from pyproj import Geod
-from sqlalchemy import (JSON, Boolean, ColumnElement, Date, DateTime, Float, Integer, Select,
-                        String, and_, bindparam, column, func, literal, literal_column, null,
-                        or_, select, table, text, union_all)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    column,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    table,
+    text,
+    union_all,
+)
 from sqlalchemy.engine import Connection
 
 from ..models import Resource
 from ..search import DIGRAPHS, SearchQuery, fold, words
-from .base import (_WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _dumps, _now_param,
-                   _point, window)
+from .base import (
+    _WINDOW,
+    METRES_PER_DEG_LAT,
+    PLAIN_FIELDS,
+    Hit,
+    Store,
+    _dumps,
+    _now_param,
+    _point,
+    window,
+)
+from .density import DensityMap
 
 _RTREE = table("idx_resource_geom", column("pkid"), column("xmin"), column("xmax"),
                column("ymin"), column("ymax"))
@@ -41,6 +74,11 @@ _ORDERED_MAX_M = 200_000.0  # larger windows (and polar ones) are read whole
 _ORDERED_MAX_LAT = 80.0
 _MAX_READ = 20_000  # R*Tree entries read in one step of a nearest search
 _MAX_HINTS = 512
+_MAP_MAX_AGE_S = 300.0  # the density map (a hint) is rebuilt after this
+_MAP_SLACK = 1.3  # the first window should hold this many times the entries to read
+# A cell of an R*Tree node: id, then the box as big-endian float32 (SQLite's rtree format).
+_RTREE_CELL = np.dtype([("id", ">i8"), ("minx", ">f4"), ("maxx", ">f4"), ("miny", ">f4"),
+                        ("maxy", ">f4")])
 
 
 class SpatiaLiteStore(Store):
@@ -50,6 +88,7 @@ class SpatiaLiteStore(Store):
         super().__init__(engine)
         # query shape -> [entries per m² near the searched points, share of entries matching]
         self._hints: dict[tuple[str, ...], list[float]] = {}
+        self._map: tuple[float, DensityMap | None] | None = None  # (built at, map)
 
     def _codes_overlap(self, column_: Any, codes: Any) -> ColumnElement:
         each = func.json_each(column_).table_valued("value")
@@ -156,6 +195,9 @@ class SpatiaLiteStore(Store):
         kx, ky = _metres_per_degree(lat)
         m = min(max(math.ceil((k + 2) * 1.5 / share), k + 2), _MAX_READ)
         r = math.sqrt(2.5 * m / (math.pi * density)) if density > 0 else _FIRST_RADIUS_M
+        density_map = self._density_map(conn)
+        if density_map is not None:  # the local density, not the average
+            r = density_map.radius(lon, lat, m * _MAP_SLACK, kx, ky, r) or r
         r = min(max(r, 1.0), reach)
         whole = abs(lat) > _ORDERED_MAX_LAT
         while True:
@@ -226,6 +268,40 @@ class SpatiaLiteStore(Store):
         hint[1] = min(max(0.8 * hint[1] + 0.2 * matches / entries, 0.001), 1.0)
         if len(self._hints) > _MAX_HINTS:
             self._hints.clear()
+
+    def _density_map(self, conn: Any) -> DensityMap | None:
+        """The :class:`DensityMap` of the spatial index, at most ``_MAP_MAX_AGE_S`` old."""
+        now = time.monotonic()
+        if self._map is None or now - self._map[0] > _MAP_MAX_AGE_S:
+            self._map = (now, self._read_density_map(conn))
+        return self._map[1]
+
+    def _read_density_map(self, conn: Any) -> DensityMap | None:
+        """From the R*Tree's leaf pages (found by walking down from the root; each a 4-byte
+        header and cells of id + box), parsed by numpy; no row of the table is read."""
+        def nodes(ids: list[int]) -> list[bytes]:
+            found: list[bytes] = []
+            for at in range(0, len(ids), 500):
+                chunk = ids[at:at + 500]
+                found += [row[0] for row in conn.exec_driver_sql(
+                    "SELECT data FROM idx_resource_geom_node WHERE nodeno IN "
+                    f"({','.join('?' * len(chunk))})", tuple(chunk))]
+            return found
+
+        def cells(node: bytes) -> bytes:
+            return node[4:4 + _RTREE_CELL.itemsize * struct.unpack_from(">H", node, 2)[0]]
+
+        level = nodes([1])
+        if not level or len(level[0]) < 4:
+            return None
+        for _ in range(struct.unpack_from(">H", level[0], 0)[0]):  # the root's depth
+            ids = np.frombuffer(b"".join(cells(node) for node in level), dtype=_RTREE_CELL)["id"]
+            level = nodes(ids.tolist())
+        leaves = np.frombuffer(b"".join(cells(node) for node in level), dtype=_RTREE_CELL)
+        if not len(leaves):
+            return None
+        return DensityMap((leaves["minx"] + leaves["maxx"]) / 2,
+                          (leaves["miny"] + leaves["maxy"]) / 2)
 
     def _density(self, conn: Any) -> float:
         """Resources per square metre over the extent of the spatial index, roughly (the
