@@ -17,6 +17,7 @@ candidates in the query's order and keeps the open ones in Python (:mod:`mapserv
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import time
@@ -34,6 +35,7 @@ from sqlalchemy import (ColumnElement, Select, and_, case, func, literal, not_, 
 from sqlalchemy import DateTime, bindparam, column, table, text, tuple_
 from sqlalchemy import Float, Integer, String, false
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import hours
@@ -225,6 +227,21 @@ class _Plan:
         return out
 
 
+def retry_read(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a read once more when its connection turned out to be closed by the server (a
+    restart, an idle timeout: ``connection_invalidated``; the pool then replaces its
+    connections). Reads only: they are idempotent. See ``db._install_idle_ping``."""
+    @functools.wraps(method)
+    def read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return method(self, *args, **kwargs)
+    return read
+
+
 class Store:
     """Backend-neutral storage. Subclasses override the ``_hooks`` only."""
 
@@ -387,6 +404,7 @@ class Store:
     def _filters(self, conn: Any, query: SearchQuery) -> list[ColumnElement]:
         return self._where(self._params(conn, query))
 
+    @retry_read
     def search(self, query: SearchQuery) -> SearchResult:
         """Run ``query``; the one search path for API, map, list and exports.
 
@@ -411,6 +429,7 @@ class Store:
         return SearchResult(hits[:query.limit], query.offset + query.limit if more else None,
                             newest)
 
+    @retry_read
     def newest_change(self) -> dt.datetime | None:
         """The newest ``resource.updated_at`` of any status (archiving or unpublishing changes
         what the public sees, too), UTC; None when there is no resource."""
@@ -628,6 +647,7 @@ class Store:
             return [Resource.last_verified.desc().nulls_last(), Resource.id]
         return [Resource.id]
 
+    @retry_read
     def get(self, uid: str, *, statuses: Iterable[str] = ("published",)) -> Hit | None:
         plan = self._plan(("get",), lambda: self._public_select().where(
             Resource.uid == bindparam("uid", "", type_=String),
@@ -642,6 +662,7 @@ class Store:
             return conn.execute(select(func.count()).select_from(Resource)
                                 .where(Resource.status.in_(tuple(statuses)))).scalar_one()
 
+    @retry_read
     def count_matches(self, query: SearchQuery) -> int:
         """How many resources match ``query``'s filters (order and paging ignored), for APIs
         whose pages must state a total (HSDS). ``near`` and ``open_at`` are not counted here:
@@ -655,6 +676,7 @@ class Store:
     # ---- organisations (HSDS) ---------------------------------------------------------------
     _PUBLIC_ORG_FIELDS = ("uid", "name", "description", "website", "email", "phone")
 
+    @retry_read
     def organizations(self, *, uid: str | None = None, limit: int = 50, offset: int = 0,
                       with_resources: bool = False) -> tuple[list[dict[str, Any]], int]:
         """Organisations with at least one published resource, by name: one page and the total.
