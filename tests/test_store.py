@@ -211,7 +211,7 @@ def test_nearest_uses_the_spatial_index(store, engine, backend):
             assert "idx_resource_geom" in plan and "Order By" in plan, plan
         else:
             for statement, params in statements:
-                if "max(resource.updated_at)" in statement:  # the Last-Modified read
+                if statement.startswith("SELECT (SELECT max(resource.updated_at)"):  # its own
                     continue
                 cur.execute("EXPLAIN QUERY PLAN " + statement, params)
                 plans.append("\n".join(str(r) for r in cur.fetchall()))

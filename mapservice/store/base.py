@@ -227,6 +227,22 @@ class _Plan:
         return out
 
 
+#: "The statement did not read the newest change" (None means "no resources").
+_UNREAD = object()
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    """A ``max(updated_at)`` as an aware UTC datetime (SQLite's max() over text loses the
+    column's type; stored values are UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
 def retry_read(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run a read once more when its connection turned out to be closed by the server (a
     restart, an idle timeout: ``connection_invalidated``; the pool then replaces its
@@ -410,6 +426,7 @@ class Store:
 
         The common shapes (no ``open_at``; with ``near`` ordered by distance) run statements
         compiled once per shape (:meth:`_plan`); the rest build their SQL per call."""
+        newest: Any = _UNREAD
         with self._reading() as conn:
             if query.open_at is not None:
                 rows = self._open_rows(conn, query, self._filters(conn, query),
@@ -423,8 +440,11 @@ class Store:
                         conn.execute(stmt.limit(query.limit + 1).offset(query.offset)).all())
                 hits = self._hits(conn, rows, distance=True)
             else:
-                hits = self._fast_search(conn, query, self._params(conn, query))
-            newest = self._newest_change(conn)
+                hits, newest = self._fast_search(conn, query, self._params(conn, query))
+                if newest is not _UNREAD:
+                    newest = _utc(newest)
+            if newest is _UNREAD:
+                newest = self._newest_change(conn)
         more = len(hits) > query.limit
         return SearchResult(hits[:query.limit], query.offset + query.limit if more else None,
                             newest)
@@ -437,34 +457,37 @@ class Store:
             return self._newest_change(conn)
 
     def _newest_change(self, conn: Any) -> dt.datetime | None:
-        rows = self._plan(("newest",), lambda: select(func.max(Resource.updated_at))
-                          ).run(conn, {})
-        value = rows[0][0] if rows else None
-        if value is None:
-            return None
-        if isinstance(value, str):  # SQLite's max() over text loses the column's type
-            value = dt.datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)  # stored as UTC
-        return value.astimezone(dt.timezone.utc)
+        rows = self._plan(("newest",), lambda: select(self._newest_column())).run(conn, {})
+        return _utc(rows[0][0]) if rows else None
 
-    def _fast_search(self, conn: Any, query: SearchQuery, params: dict[str, Any]) -> list[Hit]:
+    def _newest_column(self) -> ColumnElement:
+        """:meth:`newest_change` as the last column of a search's statement: the
+        response's Last-Modified comes with the page, in the same round trip (an
+        uncorrelated subquery, evaluated once per statement, from the index on updated_at)."""
+        return select(func.max(Resource.updated_at)).scalar_subquery().label("newest")
+
+    def _fast_search(self, conn: Any, query: SearchQuery, params: dict[str, Any]
+                     ) -> tuple[list[Hit], Any]:
         """The page (plus one row) of a query without ``open_at``, and with ``near`` only
-        ordered by distance, through compiled statements."""
+        ordered by distance, through compiled statements; and the newest change, read with
+        the page (:meth:`_newest_column`, the rows' last column), or ``_UNREAD``."""
         sort = query.effective_sort
         values = {**params, "limit": query.limit + 1, "offset": query.offset}
         if query.near is None:
             plan = self._plan(("list", sort, *sorted(params)), lambda: (
-                self._public_select().where(and_(true(), *self._where(params)))
+                self._public_select().add_columns(self._newest_column())
+                .where(and_(true(), *self._where(params)))
                 .order_by(*self._order(query, None))
                 .limit(bindparam("limit", 1, type_=Integer))
                 .offset(bindparam("offset", 0, type_=Integer))))
-            return self._hits(conn, plan.run(conn, values))
+            rows = plan.run(conn, values)
+            return self._hits(conn, rows), (rows[0][-1] if rows else _UNREAD)
         return self._nearest(conn, query, params, values)
 
     def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
-                 values: dict[str, Any]) -> list[Hit]:
-        """The page (plus one row) of a ``near`` query ordered by distance (and id)."""
+                 values: dict[str, Any]) -> tuple[list[Hit], Any]:
+        """The page (plus one row) of a ``near`` query ordered by distance (and id), and the
+        newest change if the statement read it (else ``_UNREAD``): see :meth:`_fast_search`."""
         raise NotImplementedError
 
     # ---- compiled statements ----------------------------------------------------------------

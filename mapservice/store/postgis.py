@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 
 from ..models import STATUSES, Resource
 from ..search import SearchQuery
-from .base import (_WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _now_param, _point,
-                   window)
+from .base import (_UNREAD, _WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _now_param,
+                   _point, window)
 
 
 #: Nearest-k reads this many times k planar-nearest matches to find its reach (_knn_select).
@@ -57,7 +57,7 @@ class PostGISStore(Store):
         return orjson.loads if isinstance(type_, _JsonText) else None
 
     def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
-                 values: dict[str, Any]) -> list[Hit]:
+                 values: dict[str, Any]) -> tuple[list[Hit], Any]:
         lat, lon = query.near
         values.update(lat=lat, lon=lon)
         if query.radius is not None:
@@ -76,7 +76,8 @@ class PostGISStore(Store):
                          tuple(query.statuses))
             plan = self._plan(("near", *sorted(params), fixed),
                               lambda: self._knn_select(params, fixed))
-        return self._hits(conn, plan.run(conn, values), distance=True)
+        rows = plan.run(conn, values)
+        return self._hits(conn, rows, distance=True), (rows[0][-1] if rows else _UNREAD)
 
     def _knn_select(self, params: dict[str, Any],
                     fixed: tuple[int, int, int, tuple[str, ...]] | None = None) -> Select:
@@ -116,7 +117,8 @@ class PostGISStore(Store):
         dlon = func.least(reach.c.m / (METRES_PER_DEG_LAT * coslat) * 1.01, 180.0)
         box = select(func.ST_Expand(point, dlon, dlat)).select_from(reach).scalar_subquery()
         distance = _geodesic(r.geom, point)
-        return (self._public_select().add_columns(distance.label("distance_m"))
+        return (self._public_select()
+                .add_columns(distance.label("distance_m"), self._newest_column())
                 .where(*where, r.geom.op("&&")(box))
                 .order_by(distance, r.id).limit(limit).offset(offset))
 
@@ -125,7 +127,8 @@ class PostGISStore(Store):
         point, _lat = _param_point()
         distance = _geodesic(r.geom, point)
         box = tuple(bindparam(name, 0.0, type_=Float) for name in _WINDOW)
-        return (self._public_select().add_columns(distance.label("distance_m"))
+        return (self._public_select()
+                .add_columns(distance.label("distance_m"), self._newest_column())
                 .where(*self._where(params), self._index_window(box),
                        distance <= bindparam("radius", 0.0, type_=Float))
                 .order_by(distance, r.id)

@@ -50,6 +50,7 @@ from sqlalchemy.engine import Connection
 from ..models import Resource
 from ..search import DIGRAPHS, SearchQuery, fold, words
 from .base import (
+    _UNREAD,
     _WINDOW,
     METRES_PER_DEG_LAT,
     PLAIN_FIELDS,
@@ -126,7 +127,7 @@ class SpatiaLiteStore(Store):
 
     # ---- nearest-k ---------------------------------------------------------------------------
     def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
-                 values: dict[str, Any]) -> list[Hit]:
+                 values: dict[str, Any]) -> tuple[list[Hit], Any]:
         lat, lon = query.near
         shape = tuple(sorted(params))
         plan = self._plan(("nearest", *shape), lambda: self._candidates_select(
@@ -140,8 +141,9 @@ class SpatiaLiteStore(Store):
         found = self._nearest_rows(conn, candidates, (2, 3, 1), lat, lon,
                                    query.offset + query.limit + 1, query.radius,
                                    shape)[query.offset:]
+        # The newest change is read on its own: in-process, a statement costs no round trip.
         return self._hits(conn, plan.read([row for _d, _id, row in found]),
-                          distances=[d for d, _id, _row in found])
+                          distances=[d for d, _id, _row in found]), _UNREAD
 
     def _candidates_select(self, where: list[ColumnElement], columns: list[Any]) -> Select:
         """``columns`` of the matches of ``where`` among the ``m`` (-1: all) entries nearest
