@@ -8,6 +8,7 @@ import pytest
 from pyproj import Geod
 
 from mapservice.search import SearchQuery
+from mapservice.store import make_store
 from mapservice.store.base import approximate
 
 from .conftest import osm_poi_records
@@ -218,3 +219,27 @@ def test_nearest_uses_the_spatial_index(store, engine, backend):
             assert all("idx_resource_geom" in p for p in plans), plans
             assert not any("knn" in s.lower() for s, _ in statements)
         cur.close()
+
+
+def test_postgis_plans_bbox_searches_with_their_box_but_prepares_nearest(_postgis_engine):
+    """A prepared bbox statement gets one generic plan that guesses one row per box and reads
+    the heap in index order; it must be planned per call. Nearest-k stays prepared."""
+    from .conftest import _clean
+
+    _clean(_postgis_engine)
+    store = make_store(_postgis_engine)
+    store.upsert(osm_poi_records(), source="osm", changed_by="test")
+    box = (9.95, 53.54, 10.02, 53.58)
+    expected = sorted(h.properties["uid"] for h in store.search(
+        SearchQuery(bbox=box, limit=1000)).hits)
+    with store.engine.connect() as conn:  # one connection for all: the pool hands back this one
+        conn.exec_driver_sql("DEALLOCATE ALL")
+    for _ in range(8):
+        hits = store.search(SearchQuery(bbox=box, limit=1000)).hits
+        assert sorted(h.properties["uid"] for h in hits) == expected
+        store.search(SearchQuery(near=(53.55, 10.0), limit=10))
+    with store.engine.connect() as conn:
+        prepared = [row[0] for row in conn.exec_driver_sql(
+            "SELECT statement FROM pg_prepared_statements")]
+    assert any("<->" in s for s in prepared), prepared  # nearest-k: prepared
+    assert not any("ST_MakeEnvelope" in s for s in prepared), prepared  # bbox: never

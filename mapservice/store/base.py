@@ -480,7 +480,8 @@ class Store:
                 .order_by(*self._order(query, None))
                 .limit(bindparam("limit", 1, type_=Integer))
                 .offset(bindparam("offset", 0, type_=Integer))))
-            rows = plan.run(conn, values)
+            rows = (self._run_planned_per_call(conn, plan, values) if "minlon" in params
+                    else plan.run(conn, values))
             return self._hits(conn, rows), (rows[0][-1] if rows else _UNREAD)
         return self._nearest(conn, query, params, values)
 
@@ -506,6 +507,12 @@ class Store:
             plan = self._plans[key] = _Plan.compile(build(), self.engine.dialect,
                                                     self._reader)
         return plan
+
+    def _run_planned_per_call(self, conn: Any, plan: _Plan, values: Mapping[str, Any]
+                              ) -> list[Any]:
+        """:meth:`_Plan.run` for a statement whose best plan depends on its values (a
+        bbox: a few rows or thousands), so the database must plan it for each call."""
+        return plan.run(conn, values)
 
     def _hits(self, conn: Any, rows: Sequence[Sequence[Any]], *, distance: bool = False,
               distances: Iterable[float] | None = None) -> list[Hit]:

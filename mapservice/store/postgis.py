@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 from geoalchemy2 import Geometry
@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from ..models import STATUSES, Resource
 from ..search import SearchQuery
 from .base import (_UNREAD, _WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _now_param,
-                   _point, window)
+                   _Plan, _point, window)
 
 
 #: Nearest-k reads this many times k planar-nearest matches to find its reach (_knn_select).
@@ -44,6 +44,22 @@ class PostGISStore(Store):
         # Autocommit: no BEGIN and ROLLBACK round trips around a search (each statement
         # reads a snapshot of its own, as under READ COMMITTED anyway).
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _run_planned_per_call(self, conn: Any, plan: _Plan, values: Mapping[str, Any]
+                              ) -> list[Any]:
+        # psycopg prepares a statement on its fifth run, and PostgreSQL then plans it once for
+        # all values ("generic plan"). For a bbox it cannot know how many rows the box holds,
+        # guesses one, and reads the GiST index's matches in index order, one random heap
+        # page at a time; planned with the box, it reads them in table order (bitmap heap
+        # scan): 5.0 instead of 7.9 ms for 1,300 rows at 100k, more where the pages are not
+        # cached. Planning costs ~0.5 ms. So these statements are never prepared.
+        driver = conn.connection.dbapi_connection
+        threshold = driver.prepare_threshold
+        driver.prepare_threshold = None
+        try:
+            return plan.run(conn, values)
+        finally:
+            driver.prepare_threshold = threshold
 
     def _public_columns(self) -> list[Any]:
         # translations (jsonb) as text, parsed by orjson: psycopg's jsonb loader (the stdlib
