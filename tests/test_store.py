@@ -226,13 +226,18 @@ def test_postgis_plans_bbox_searches_with_their_box_but_prepares_nearest(_postgi
     the heap in index order; it must be planned per call. Nearest-k stays prepared."""
     from .conftest import _clean
 
+    from mapservice.db import make_engine
+
     _clean(_postgis_engine)
-    store = make_store(_postgis_engine)
-    store.upsert(osm_poi_records(), source="osm", changed_by="test")
+    make_store(_postgis_engine).upsert(osm_poi_records(), source="osm", changed_by="test")
+    # One pooled connection: prepared statements are the connection's own.
+    engine = make_engine(_postgis_engine.url.render_as_string(hide_password=False),
+                         pool_size=1, max_overflow=0)
+    store = make_store(engine)
     box = (9.95, 53.54, 10.02, 53.58)
     expected = sorted(h.properties["uid"] for h in store.search(
         SearchQuery(bbox=box, limit=1000)).hits)
-    with store.engine.connect() as conn:  # one connection for all: the pool hands back this one
+    with store.engine.connect() as conn:
         conn.exec_driver_sql("DEALLOCATE ALL")
     for _ in range(8):
         hits = store.search(SearchQuery(bbox=box, limit=1000)).hits
@@ -241,5 +246,6 @@ def test_postgis_plans_bbox_searches_with_their_box_but_prepares_nearest(_postgi
     with store.engine.connect() as conn:
         prepared = [row[0] for row in conn.exec_driver_sql(
             "SELECT statement FROM pg_prepared_statements")]
+    engine.dispose()
     assert any("<->" in s for s in prepared), prepared  # nearest-k: prepared
     assert not any("ST_MakeEnvelope" in s for s in prepared), prepared  # bbox: never
