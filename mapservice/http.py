@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import brotli
 import orjson
 from flask import Flask, Response, current_app, g, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -221,8 +222,20 @@ def _tune_gc() -> None:
         gc.set_threshold(GC_THRESHOLD0, *older)
 
 
+class StatelessReadAPI(SecureCookieSessionInterface):
+    """Flask's cookie sessions, but none below :data:`READ_ROOTS`: the read API is anonymous
+    and stateless, so it neither loads a session (a signing serializer per request) nor can
+    it set a cookie that would make its answers private (the null session refuses writes)."""
+
+    def open_session(self, app: Flask, request_: object):  # type: ignore[override]
+        if _under(getattr(request_, "path", ""), READ_ROOTS):
+            return self.make_null_session(app)
+        return super().open_session(app, request_)  # type: ignore[arg-type]
+
+
 def init_app(app: Flask) -> None:
     _tune_gc()
+    app.session_interface = StatelessReadAPI()
 
     @app.errorhandler(MapserviceError)
     def _mapservice_error(exc: MapserviceError):

@@ -387,3 +387,18 @@ def test_last_modified_is_the_newest_change_of_any_status(app, store):
 def test_empty_database_has_etag_but_no_last_modified(client):
     r = client.get("/api/v1/resources")
     assert r.status_code == 200 and r.headers["ETag"] and "Last-Modified" not in r.headers
+
+
+def test_the_read_api_opens_no_session(app):
+    """No cookie session below /api/v1, /ogc, /hsds (web pages keep theirs)."""
+    from flask import session
+
+    for path, null in (("/api/v1/resources", True), ("/ogc/collections", True),
+                       ("/hsds/services", True), ("/", False)):
+        with app.test_request_context(path):
+            assert app.session_interface.is_null_session(session) is null, path
+    client = app.test_client()
+    client.set_cookie("session", "not-a-valid-signature")
+    r = client.get("/api/v1/resources")
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    assert r.headers["Cache-Control"] == "public, max-age=60"
