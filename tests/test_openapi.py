@@ -185,7 +185,8 @@ def test_every_api_route_is_documented_and_vice_versa(doc_app, doc):
         return re.sub(r"<[^>]+>|\{[^}]+\}", "{}", path)
 
     routes = {shape(rule.rule) for rule in doc_app.url_map.iter_rules()
-              if rule.rule.startswith(("/api/v1/", "/ogc/")) and "GET" in (rule.methods or ())}
+              if rule.rule.startswith(("/api/v1/", "/ogc/", "/hsds/"))
+              and "GET" in (rule.methods or ())}
     documented = {shape(path) for path in doc["paths"]}
     assert routes == documented
     assert doc["servers"] == [{"url": "/", "description": doc["servers"][0]["description"]}]
@@ -233,6 +234,49 @@ def test_ogc_parameters_match_what_the_code_accepts(client, doc, path):
     allowed = _detail_list(client.get(url, query_string={"f": "xml"}, headers=ENGLISH),
                            "allowed:")
     assert allowed == set(_query_params(doc, path)["f"]["schema"]["enum"])
+
+
+HSDS_LISTS = ["/hsds/", "/hsds/services", "/hsds/service_at_locations", "/hsds/organizations",
+              "/hsds/taxonomies", "/hsds/taxonomy_terms"]
+
+
+@pytest.mark.parametrize("path", HSDS_LISTS)
+def test_hsds_parameters_match_what_the_code_accepts(client, doc, path):
+    """The query parameters documented for an /hsds path are those the blueprint accepts (the
+    list its 400 names), and each documented one is accepted with a valid value."""
+    documented = set(_query_params(doc, path))
+    known = _detail_list(client.get(path, query_string={"no_such_parameter": "1"},
+                                    headers=ENGLISH), "supported here:")
+    assert known == (documented or {"none"})
+    categories = client.get("/hsds/taxonomies").get_json()["contents"][0]
+    assert categories["name"] == "mapservice"  # the categories
+    term = client.get("/hsds/taxonomy_terms", query_string={
+        "taxonomy_id": categories["id"], "per_page": "1"}).get_json()["contents"][0]
+    values = {"page": "1", "per_page": "5", "search": "Demo", "modified_after": "2020-01-01",
+              "taxonomy_id": categories["id"], "taxonomy_term_id": term["id"]}
+    for name in documented:
+        r = client.get(path, query_string={name: values[name]})
+        assert r.status_code == 200, (name, r.data)
+
+
+def test_hsds_answers_match_their_documented_schemas(app, engine, doc):
+    ensure_demo(engine)
+    client = app.test_client()
+    for path, schema in (("/hsds/", "HsdsApiInfo"), ("/hsds/services", "HsdsServicePage"),
+                         ("/hsds/service_at_locations", "HsdsServiceAtLocationPage"),
+                         ("/hsds/organizations", "HsdsOrganizationPage"),
+                         ("/hsds/taxonomies", "HsdsTaxonomyPage"),
+                         ("/hsds/taxonomy_terms", "HsdsTaxonomyTermPage")):
+        body = client.get(path).get_json()
+        errors = [e.message for e in _validator(doc, schema).iter_errors(body)]
+        assert not errors, (path, errors[:3])
+        if "contents" in body:
+            assert body["contents"], path  # the demo has some of each
+            item = client.get(f"{path}/{body['contents'][0]['id']}")
+            assert item.status_code == 200, path
+            errors = [e.message for e in
+                      _validator(doc, schema.removesuffix("Page")).iter_errors(item.get_json())]
+            assert not errors, (path, errors[:3])
 
 
 def test_ogc_filters_are_the_resource_filters(doc):

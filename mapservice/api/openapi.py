@@ -57,8 +57,14 @@ TAGS = (
                             "GDAL/OGR and other GIS clients. OGC's rules apply here: a `limit` "
                             "above the maximum is lowered to it, not refused, and problems also "
                             "carry OGC's `code` and `description`.")),
+    ("HSDS 3.0", ("The same resources as Open Referral's Human Services Data Specification "
+                  "3.0 (`/hsds`): services, their locations, the organisations that run them "
+                  "and the taxonomies, for other human-services systems. Lists are pages "
+                  "(`page`, `per_page`) with HSDS's page header; a parameter HSDS defines that "
+                  "is not implemented here is a 400 naming it.")),
     ("This document", "The OpenAPI document and this reference page."),
 )
+HSDS = "/hsds"
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -249,6 +255,42 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
             "schema": {"type": "string"},
             "example": "46e750e7-dc8a-4a37-92cc-d1d204b39e7d",
         },
+        **_hsds_parameters(page_size, max_page_size),
+    }
+
+
+def _hsds_parameters(page_size: int, max_page_size: int) -> dict[str, Any]:
+    def query(name: str, description: str, schema: dict[str, Any], **extra: Any
+              ) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": description,
+                "schema": schema, **extra}
+
+    return {
+        "hsds_page": query(
+            "page", "The page to return, from 1. Pages end at the 1,000,000th item: a page "
+                    "beyond that is a 400.",
+            {"type": "integer", "minimum": 1, "default": 1}),
+        "hsds_per_page": query(
+            "per_page", f"Items per page (at most {max_page_size}).",
+            {"type": "integer", "minimum": 1, "maximum": max_page_size, "default": page_size}),
+        "hsds_search": query(
+            "search", "Full-text search, as `q` of `/api/v1/resources`.",
+            {"type": "string", "maxLength": MAX_TEXT_LENGTH}, example="Sprachcafé"),
+        "hsds_taxonomy_term_id": query(
+            "taxonomy_term_id", "Only services with this term (an `id` of "
+                                "`/hsds/taxonomy_terms`; location terms cannot filter).",
+            {"type": "string"}),
+        "hsds_taxonomy_id": query(
+            "taxonomy_id", "Only items with a term of this taxonomy (an `id` of "
+                           "`/hsds/taxonomies`).", {"type": "string"}),
+        "hsds_modified_after": query(
+            "modified_after", "Only services changed at or after this ISO 8601 date or "
+                              "date-time.",
+            {"anyOf": [{"type": "string", "format": "date"},
+                       {"type": "string", "format": "date-time"}]}, example="2025-01-01"),
+        "hsds_id": {"name": "id", "in": "path", "required": True,
+                    "description": "The item's id (a UUID for services, locations and "
+                                   "organisations).", "schema": {"type": "string"}},
     }
 
 
@@ -480,6 +522,7 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
             {"type": "object", "required": ["code", "description"], "properties": {
                 "code": {"type": "string", "enum": ["InvalidParameterValue"]},
                 "description": {**string, "description": "Same as `detail`."}}}]},
+        **_hsds_schemas(),
     }
 
 
@@ -600,8 +643,102 @@ def _ogc_paths() -> dict[str, Any]:
     }
 
 
+def _hsds_schemas() -> dict[str, Any]:
+    """What the HSDS endpoints answer: HSDS 3.0's objects with the properties HSDS requires
+    (the rest as HSDS defines it, not repeated here), and its page."""
+    def thing(description: str, *required: str) -> dict[str, Any]:
+        return {"type": "object", "description": description, "required": list(required),
+                "properties": {name: {"type": "string"} for name in required}}
+
+    def page(item: str) -> dict[str, Any]:
+        count = {"type": "integer", "minimum": 0}
+        return {"type": "object", "description": f"An HSDS page of `{item}` objects.",
+                "required": ["total_items", "total_pages", "page_number", "size",
+                             "first_page", "last_page", "empty", "contents"],
+                "properties": {"total_items": count, "total_pages": count,
+                               "page_number": {"type": "integer", "minimum": 1}, "size": count,
+                               "first_page": {"type": "boolean"},
+                               "last_page": {"type": "boolean"},
+                               "empty": {"type": "boolean"},
+                               "contents": {"type": "array", "items": _ref("schemas", item)}}}
+
+    schemas = {
+        "HsdsApiInfo": {"type": "object", "required": ["version", "openapi_url"],
+                        "properties": {"version": {"type": "string"},
+                                       "openapi_url": {"type": "string"},
+                                       "description": {"type": "string"},
+                                       "publisher": {"type": "object"}}},
+        "HsdsService": thing("An HSDS 3.0 `service`: one published resource.",
+                             "id", "name", "status"),
+        "HsdsServiceAtLocation": thing("An HSDS 3.0 `service_at_location`: a resource at its "
+                                       "place (an approximate area for a confidential one).",
+                                       "id"),
+        "HsdsOrganization": thing("An HSDS 3.0 `organization` that runs published resources.",
+                                  "id", "name", "description"),
+        "HsdsTaxonomy": thing("An HSDS 3.0 `taxonomy`.", "id", "name", "description"),
+        "HsdsTaxonomyTerm": thing("An HSDS 3.0 `taxonomy_term`.", "id", "name", "description"),
+    }
+    for name in ("HsdsService", "HsdsServiceAtLocation", "HsdsOrganization", "HsdsTaxonomy",
+                 "HsdsTaxonomyTerm"):
+        schemas[f"{name}Page"] = page(name)
+    return schemas
+
+
+def _hsds_paths() -> dict[str, Any]:
+    tag = "HSDS 3.0"
+    paging = ["hsds_page", "hsds_per_page"]
+    resource_filters = [*paging, "hsds_search", "hsds_taxonomy_term_id", "hsds_taxonomy_id",
+                        "hsds_modified_after"]
+
+    def ok(description: str, schema: str) -> dict[str, Any]:
+        # Every /hsds answer carries the newest change of the resources as Last-Modified.
+        return _ok(description, {JSON: {"schema": _ref("schemas", schema)}},
+                   last_modified=True)
+
+    def listed(op: str, what: str, schema: str, parameters: list[str], description: str
+               ) -> dict[str, Any]:
+        return {"get": _operation(op, tag, f"HSDS {what}", description, parameters,
+                                  ok(f"A page of {what}.", f"{schema}Page"))}
+
+    def one(op: str, what: str, schema: str) -> dict[str, Any]:
+        return {"get": _operation(op, tag, f"One HSDS {what}", f"One {what} by its `id`.",
+                                  ["hsds_id"], ok(f"The {what}.", schema),
+                                  not_found="NotFound")}
+
+    return {
+        f"{HSDS}/": {"get": _operation(
+            "hsdsApiInfo", tag, "HSDS API information",
+            "The HSDS version this API implements and where HSDS's own OpenAPI file is.", [],
+            ok("The API information.", "HsdsApiInfo"))},
+        f"{HSDS}/services": listed(
+            "hsdsServices", "services", "HsdsService", resource_filters,
+            "The published resources as HSDS services, by the one search of the service."),
+        f"{HSDS}/services/{{id}}": one("hsdsService", "service", "HsdsService"),
+        f"{HSDS}/service_at_locations": listed(
+            "hsdsServiceAtLocations", "services at locations", "HsdsServiceAtLocation",
+            resource_filters, "The published resources with their places."),
+        f"{HSDS}/service_at_locations/{{id}}": one(
+            "hsdsServiceAtLocation", "service at a location", "HsdsServiceAtLocation"),
+        f"{HSDS}/organizations": listed(
+            "hsdsOrganizations", "organizations", "HsdsOrganization", paging,
+            "The organisations that run at least one published resource, by name."),
+        f"{HSDS}/organizations/{{id}}": one("hsdsOrganization", "organization",
+                                            "HsdsOrganization"),
+        f"{HSDS}/taxonomies": listed(
+            "hsdsTaxonomies", "taxonomies", "HsdsTaxonomy", paging,
+            "The taxonomies of the terms (categories, audiences, languages, ...)."),
+        f"{HSDS}/taxonomies/{{id}}": one("hsdsTaxonomy", "taxonomy", "HsdsTaxonomy"),
+        f"{HSDS}/taxonomy_terms": listed(
+            "hsdsTaxonomyTerms", "taxonomy terms", "HsdsTaxonomyTerm",
+            [*paging, "hsds_taxonomy_id"], "The terms, of one taxonomy with `taxonomy_id`."),
+        f"{HSDS}/taxonomy_terms/{{id}}": one("hsdsTaxonomyTerm", "taxonomy term",
+                                             "HsdsTaxonomyTerm"),
+    }
+
+
 def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of ``/api/v1`` and ``/ogc`` (absolute paths, server ``/``)."""
+    """The OpenAPI 3.0 document of ``/api/v1``, ``/ogc`` and ``/hsds`` (absolute paths,
+    server ``/``)."""
     resources_ok = _ok("A page of matching resources.", {
         GEOJSON: {"schema": _ref("schemas", "FeatureCollection")},
         JSON: {"schema": _ref("schemas", "ResourceItems")},
@@ -616,8 +753,8 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
             "version": __version__,
             "description": (
                 "Community resilience resources (support groups, youth centres, counselling, "
-                "language cafés, ...) as GeoJSON, JSON or CSV under `/api/v1`, and as OGC API "
-                "– Features under `/ogc`. Every filter is validated: a malformed or unknown "
+                "language cafés, ...) as GeoJSON, JSON or CSV under `/api/v1`, as OGC API "
+                "– Features under `/ogc` and as Open Referral HSDS 3.0 under `/hsds`. Every filter is validated: a malformed or unknown "
                 "parameter is a 400 `application/problem+json` naming it, never silently "
                 "ignored. Reads are public, cacheable for 60 s (`ETag`/`Last-Modified`, 304), "
                 "compressed (br, gzip) and open to other origins (CORS)."),
@@ -666,10 +803,11 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 _ok("Matching places, best first.",
                     {JSON: {"schema": _ref("schemas", "GeocodeResults")}}))},
             **_ogc_paths(),
+            **_hsds_paths(),
             f"{API}/openapi.json": {"get": _operation(
                 "openapi", "This document", "This document",
-                "The OpenAPI 3.0 document of `/api/v1` and `/ogc` (the `service-desc` of the "
-                "OGC landing page).", [], _ok("The document.", json_ok))},
+                "The OpenAPI 3.0 document of `/api/v1`, `/ogc` and `/hsds` (the `service-desc` "
+                "of the OGC landing page).", [], _ok("The document.", json_ok))},
             f"{API}/docs": {"get": _operation(
                 "docs", "This document", "API reference page", "This document as an HTML page.",
                 [], _ok("The page.", {"text/html": {"schema": {"type": "string"}}}))},
