@@ -707,7 +707,9 @@ def measure_http(server: Server, paths: list[str], n: int, warmup: int, expect: 
 
 def measure_interleaved(targets: dict[str, tuple[Server, list[str], int]], n: int, warmup: int,
                         blocks: int = 5) -> dict[str, Any]:
-    """The same requests against several servers, in alternating blocks (one client)."""
+    """The same requests against several servers, in alternating blocks (one client). The
+    order rotates from block to block, so each server follows each other one as often (the
+    one after pygeoapi met the database's caches as pygeoapi had left them)."""
     for name, (server, paths, expect) in targets.items():
         run_client(server.port, paths, 0, warmup, expect)
     parts: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
@@ -716,7 +718,9 @@ def measure_interleaved(targets: dict[str, tuple[Server, list[str], int]], n: in
     per_block = max(n // blocks, 1)
     for block in range(blocks):
         mark = machine_before()
-        for name, (server, paths, _expect) in targets.items():
+        names = list(targets)
+        for name in names[block % len(names):] + names[:block % len(names)]:
+            server, paths, _expect = targets[name]
             c0 = server.cpu_s()
             parts[name].append(run_client(server.port, paths, per_block, 0, None,
                                           offset=warmup + block * per_block))

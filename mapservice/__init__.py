@@ -31,7 +31,8 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     engine = make_engine(app.config["DATABASE_URL"],
                          spatialite_library=app.config["SPATIALITE_LIBRARY"],
-                         statement_timeout_ms=app.config["STATEMENT_TIMEOUT_MS"])
+                         statement_timeout_ms=app.config["STATEMENT_TIMEOUT_MS"],
+                         sqlite_mmap_mb=app.config["SQLITE_MMAP_MB"])
     app.extensions["mapservice"] = {"engine": engine, "store": make_store(engine),
                                     "taxonomy": default_taxonomy()}
 

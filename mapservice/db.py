@@ -26,7 +26,8 @@ def _sqlite_module() -> Any:
 
 
 def make_engine(url: str, *, spatialite_library: str = "mod_spatialite",
-                statement_timeout_ms: int = 5000, **kwargs: Any) -> Engine:
+                statement_timeout_ms: int = 5000, sqlite_mmap_mb: int = 1024,
+                **kwargs: Any) -> Engine:
     """Create an engine for ``url`` with the spatial extension ready on every connection."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -34,7 +35,7 @@ def make_engine(url: str, *, spatialite_library: str = "mod_spatialite",
             kwargs.setdefault("poolclass", StaticPool)  # one shared in-memory database
         engine = create_engine(url, module=_sqlite_module(),
                                connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
-        _install_sqlite_hooks(engine, spatialite_library, statement_timeout_ms)
+        _install_sqlite_hooks(engine, spatialite_library, statement_timeout_ms, sqlite_mmap_mb)
         return engine
     if parsed.get_backend_name() == "postgresql":
         options = f"-c statement_timeout={int(statement_timeout_ms)}"
@@ -45,7 +46,7 @@ def make_engine(url: str, *, spatialite_library: str = "mod_spatialite",
                      "(SpatiaLite) or postgresql+psycopg:// (PostGIS)")
 
 
-def _install_sqlite_hooks(engine: Engine, library: str, timeout_ms: int) -> None:
+def _install_sqlite_hooks(engine: Engine, library: str, timeout_ms: int, mmap_mb: int) -> None:
     # pyproj and pyogrio bundle their own PROJ/GDAL. Loaded after mod_spatialite has pulled in
     # the system PROJ, they clash and the process crashes at exit; loaded first, they do not.
     import pyogrio  # noqa: F401
@@ -64,6 +65,9 @@ def _install_sqlite_hooks(engine: Engine, library: str, timeout_ms: int) -> None
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # Pages read through a memory map cost no read() call and no copy into SQLite's own
+        # cache (2 MB per connection): searches of a large file spend less time in the kernel.
+        cur.execute(f"PRAGMA mmap_size={max(int(mmap_mb), 0) * 1024 * 1024}")
         cur.close()
 
     @event.listens_for(engine, "before_cursor_execute")

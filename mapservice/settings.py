@@ -67,6 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
             "`statement_timeout`; SQLite: interrupted by a progress handler.", int),
     Setting("SPATIALITE_LIBRARY", "mod_spatialite", "Name or path of the SpatiaLite extension "
             "loaded into SQLite."),
+    Setting("SQLITE_MMAP_MB", 1024, "SQLite: read up to this much of the database file through "
+            "memory mapping instead of read calls (`PRAGMA mmap_size`; faster searches on a large "
+            "file); 0: off (e.g. on a network file system).", int),
     Setting("WORKERS", 2, "Number of gunicorn worker processes for `mapservice serve`.", int),
 )
 

@@ -90,3 +90,14 @@ def test_a_write_on_a_closed_connection_is_not_repeated(pg):
     assert info.value.connection_invalidated
     # The pool replaced its connections: the next write gets a fresh one.
     assert store.upsert(osm_poi_records(limit=1), source="other", changed_by="t").created == 1
+
+
+@pytest.mark.parametrize("mmap_mb", [0, 64])
+def test_sqlite_connections_read_through_a_memory_map_as_configured(tmp_path, mmap_mb):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'm.sqlite'}", sqlite_mmap_mb=mmap_mb)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == mmap_mb * 1024 * 1024
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
