@@ -208,6 +208,58 @@ def test_q_matches_independent_folding_on_real_names(loaded):
     assert checked >= 40  # the queries do find things
 
 
+def test_q_pages_in_the_default_order_and_with_filters(loaded):
+    """Paged text search (the default order, by id; SpatiaLite reads it from the FTS5 table in
+    rowid order and stops after the page): the pages together are every match, in id order,
+    and a filter still applies."""
+    store, _client, by_uid = loaded
+    for query in ("bucherhalle", "haus", "zentrum", "demo", "nothing-like-this"):
+        whole = store.search(SearchQuery(text=query, limit=1000)).hits
+        assert {h.properties["uid"] for h in whole} == {
+            u for u, r in by_uid.items() if _ref_text_match(r, query)}
+        paged, offset = [], 0
+        while True:
+            result = store.search(SearchQuery(text=query, limit=7, offset=offset))
+            paged += result.hits
+            if result.next_offset is None:
+                break
+            offset = result.next_offset
+        assert [h.properties["uid"] for h in paged] == [h.properties["uid"] for h in whole]
+        for category in ("library", "youth_centre"):
+            hits = store.search(SearchQuery(text=query, categories=(category,), limit=5)).hits
+            expected = [h.properties["uid"] for h in whole
+                        if category in by_uid[h.properties["uid"]].get("categories", [])][:5]
+            assert [h.properties["uid"] for h in hits] == expected, (query, category)
+
+
+def test_spatialite_text_pages_stream_from_the_fts_index(_spatialite_engine):
+    """SpatiaLite only (PostgreSQL has its own GIN plan): the page of a text search in the
+    default order is read from FTS5 in rowid order, without sorting all matches."""
+    from sqlalchemy import event
+
+    _clean(_spatialite_engine)
+    store = make_store(_spatialite_engine)
+    store.upsert(osm_poi_records(), source="osm", changed_by="test")
+    statements = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        statements.append((statement, parameters))
+
+    event.listen(_spatialite_engine, "before_cursor_execute", capture)
+    try:
+        hits = store.search(SearchQuery(text="haus", limit=5)).hits
+    finally:
+        event.remove(_spatialite_engine, "before_cursor_execute", capture)
+    assert len(hits) == 5
+    page = [s for s in statements if "MATCH" in s[0]]
+    assert len(page) == 1
+    with _spatialite_engine.connect() as conn:
+        plan = [row[-1] for row in conn.connection.dbapi_connection.execute(
+            "EXPLAIN QUERY PLAN " + page[0][0], page[0][1]).fetchall()]
+    assert plan[0].startswith("SCAN resource_fts"), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
 @pytest.mark.parametrize("query", ['"', "NEAR(", "*", "a OR", "'; drop table resource; --", "-",
                                    ":", "a:b & c | !d <-> e", "\\", "'", "()", "AND", "NOT x",
                                    "name:x", '"unterminated', "^x", "x*y", "%", "_", "ä*",

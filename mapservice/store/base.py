@@ -501,16 +501,20 @@ class Store:
         sort = query.effective_sort
         values = {**params, "limit": query.limit + 1, "offset": query.offset}
         if query.near is None:
-            plan = self._plan(("list", sort, *sorted(params)), lambda: (
-                self._public_select().add_columns(self._newest_column())
-                .where(and_(true(), *self._where(params)))
-                .order_by(*self._order(query, None))
-                .limit(bindparam("limit", 1, type_=Integer))
-                .offset(bindparam("offset", 0, type_=Integer))))
+            plan = self._plan(("list", sort, *sorted(params)),
+                              lambda: self._list_select(query, params))
             rows = (self._run_planned_per_call(conn, plan, values) if "minlon" in params
                     else plan.run(conn, values))
             return self._hits(conn, rows), (rows[0][-1] if rows else _UNREAD)
         return self._nearest(conn, query, params, values)
+
+    def _list_select(self, query: SearchQuery, params: dict[str, Any]) -> Select:
+        """The page statement of a query without ``near`` (and without ``open_at``)."""
+        return (self._public_select().add_columns(self._newest_column())
+                .where(and_(true(), *self._where(params)))
+                .order_by(*self._order(query, None))
+                .limit(bindparam("limit", 1, type_=Integer))
+                .offset(bindparam("offset", 0, type_=Integer)))
 
     def _nearest(self, conn: Any, query: SearchQuery, params: dict[str, Any],
                  values: dict[str, Any]) -> tuple[list[Hit], Any]:

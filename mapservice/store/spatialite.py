@@ -363,6 +363,25 @@ class SpatiaLiteStore(Store):
         each = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
         return column_.in_(select(each.c.value))
 
+    def _list_select(self, query: SearchQuery, params: dict[str, Any]) -> Select:
+        # A full-text page in the default order (by id) is read from the FTS5 table in its
+        # rowid order, joined to the resources and stopped after the page: FTS5 streams its
+        # matches by rowid, so "sprach*" over 1M resources costs the first few hundred matches
+        # instead of all ~80,000 that the IN (subquery) form collects first (11 vs 55 ms). Only
+        # an ORDER BY on the FTS5 rowid lets SQLite use that order; ordered by resource.id
+        # (the same values) it sorts every match.
+        if "text" not in params or query.effective_sort is not None:
+            return super()._list_select(query, params)
+        match = literal_column("resource_fts").op("MATCH")(
+            bindparam("text", params["text"], type_=String))
+        rest = {name: value for name, value in params.items() if name != "text"}
+        return (select(*self._read_columns(), self._newest_column())
+                .select_from(_FTS).join(Resource, Resource.id == _FTS.c.rowid)
+                .where(match, *self._where(rest))
+                .order_by(_FTS.c.rowid)
+                .limit(bindparam("limit", 1, type_=Integer))
+                .offset(bindparam("offset", 0, type_=Integer)))
+
     def _text_match(self, value: Any) -> ColumnElement:
         return Resource.id.in_(select(_FTS.c.rowid).where(
             literal_column("resource_fts").op("MATCH")(value)))
