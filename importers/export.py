@@ -15,7 +15,7 @@ from typing import IO, Any, Iterator
 import orjson
 
 from mapservice.errors import MapserviceError
-from mapservice.geojson import _csv_cell, feature_text, properties
+from mapservice.geojson import _csv_cell, feature_bytes, properties
 from mapservice.search import SearchQuery
 from mapservice.store import Hit, Store
 
@@ -47,7 +47,7 @@ def write_geojson(store: Store, out: IO[bytes], source: str | None = None) -> in
               + b',"features":[\n')
     count = 0
     for hit in published(store, source):
-        out.write((b",\n" if count else b"") + feature_text(hit).encode())
+        out.write((b",\n" if count else b"") + feature_bytes(hit))
         count += 1
     out.write(b"\n]}\n")
     return count

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 
 from .. import geocode
 from ..errors import InvalidParameter, NotFound
-from ..geojson import feature_collection, feature_text, properties, to_csv
+from ..geojson import feature_bytes, feature_collection, properties, to_csv
 from ..http import json_response, use_last_modified
 from ..i18n import preferred_language
 from ..search import parse_search, parse_text
@@ -64,7 +64,7 @@ def resource(uid: str) -> Response:
     hit = _ctx()["store"].get(uid)
     if hit is None:
         raise NotFound(f"no published resource with id {uid!r}")
-    return Response(feature_text(hit), mimetype=FORMATS["geojson"])
+    return Response(feature_bytes(hit), mimetype=FORMATS["geojson"])
 
 
 @bp.get("/sources")

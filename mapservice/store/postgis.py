@@ -8,7 +8,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 from geoalchemy2 import Geometry
-from sqlalchemy import (ColumnElement, Float, Integer, Select, String, Text, TypeDecorator, any_,
+from sqlalchemy import (ColumnElement, Float, Integer, LargeBinary, Select, String, Text,
+                        TypeDecorator, any_,
                         bindparam, cast, func, literal, literal_column, select, text,
                         type_coerce)
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, TSQUERY
@@ -60,6 +61,11 @@ class PostGISStore(Store):
             return plan.run(conn, values)
         finally:
             driver.prepare_threshold = threshold
+
+    def _feature_bytes(self) -> ColumnElement:
+        # convert_to, not ::bytea (that cast reads backslashes, which JSON text has, as
+        # escapes); fetched in binary format (store.base._execute) the bytes arrive as they are.
+        return func.convert_to(Resource.feature, literal("UTF8"), type_=LargeBinary)
 
     def _public_columns(self) -> list[Any]:
         # translations (jsonb) as text, parsed by orjson: psycopg's jsonb loader (the stdlib
