@@ -406,7 +406,9 @@ def replay(engine: Any, searches: list[list[tuple[str, Any]]], n: int, warmup: i
     """Latency of sending each search's statements on one raw DBAPI connection."""
     raw = engine.raw_connection()
     try:
-        cursor = raw.cursor()
+        # As the app reads them (store.base._execute): PostgreSQL results in binary format,
+        # so the stored Features arrive as bytes.
+        cursor = raw.cursor(binary=True) if engine.dialect.name == "postgresql" else raw.cursor()
 
         def one(statements: list[tuple[str, Any]]) -> None:
             for statement, parameters in statements:
