@@ -5,7 +5,7 @@ A city's resources are not spread evenly: the centre holds a hundred times more 
 the edge. A first window sized from the average density is far too large in the centre (the
 R*Tree scans every entry of it, ~0.6 us each) and far too small at the edge (a second and third
 window follow). The map counts the entries per cell of a grid over the data (from the R*Tree's
-leaf pages, parsed by numpy: ~0.1 s per million entries), summed into a summed-area table: it
+leaf pages, parsed by numpy: ~30 ms per 100,000 entries), summed into a summed-area table: it
 tells how many entries a window holds in O(1), so the search can pick a window that holds
 about what it needs.
 

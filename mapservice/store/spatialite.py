@@ -22,45 +22,15 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import orjson
 from pyproj import Geod
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    ColumnElement,
-    Date,
-    DateTime,
-    Float,
-    Integer,
-    Select,
-    String,
-    and_,
-    bindparam,
-    column,
-    func,
-    literal,
-    literal_column,
-    null,
-    or_,
-    select,
-    table,
-    text,
-    union_all,
-)
+from sqlalchemy import (JSON, Boolean, ColumnElement, Date, DateTime, Float, Integer, Select,
+                        String, and_, bindparam, column, func, literal, literal_column, null,
+                        or_, select, table, text, union_all)
 from sqlalchemy.engine import Connection
 
 from ..models import Resource
 from ..search import DIGRAPHS, SearchQuery, fold, words
-from .base import (
-    _UNREAD,
-    _WINDOW,
-    METRES_PER_DEG_LAT,
-    PLAIN_FIELDS,
-    Hit,
-    Store,
-    _dumps,
-    _now_param,
-    _point,
-    window,
-)
+from .base import (_UNREAD, _WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _dumps,
+                   _now_param, _point, window)
 from .density import DensityMap
 
 _RTREE = table("idx_resource_geom", column("pkid"), column("xmin"), column("xmax"),
