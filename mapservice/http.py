@@ -11,7 +11,8 @@ import datetime as dt
 import gc
 import gzip
 import logging
-from urllib.parse import urlsplit
+from typing import Iterable
+from urllib.parse import quote, urlencode, urlsplit
 
 import brotli
 import orjson
@@ -44,6 +45,9 @@ _BROTLI_QUALITY = 5  # brotli's default (11) costs ~20x the CPU for a few per ce
 CORS_EXPOSE_HEADERS = "ETag, Link, Content-Disposition"
 CORS_ALLOW_HEADERS = "Accept, Accept-Language, If-None-Match, If-Modified-Since"
 _READ_METHODS = ("GET", "HEAD")
+# The request headers that can make a response conditional (304, 412) or partial (206).
+_CONDITIONAL_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH",
+                        "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE")
 # The cyclic GC's first threshold in a process that serves the app (see _tune_gc).
 GC_THRESHOLD0 = 50_000
 _NUL = "\x00"
@@ -64,6 +68,28 @@ def _under(path: str, roots: tuple[str, ...]) -> bool:
 
 def _wants_problem() -> bool:
     return _under(request.path, _API_ROOTS)
+
+
+# Characters left as they are in a path and a query (werkzeug's choice for Request.url, the WHATWG
+# URL standard's path-segment and query sets, plus "%" for what is already escaped).
+_PATH_SAFE = "!$&'()*+,/:;=@%"
+_QUERY_SAFE = "!$&'()*+,/:;=?@%"
+
+
+def request_url(query: Iterable[tuple[str, str]] | None = None) -> str:
+    """The URL of this request as a URI, for links in a response: with its query string as
+    sent, or with the query ``query`` (name, value pairs, in order) instead.
+
+    ``request.url`` and ``url_for(_external=True)`` give the same URL as an IRI, but build it
+    through werkzeug's IRI conversion and URL map: ~0.15 ms of a 2 ms nearest-10 request for
+    its self and next links."""
+    base = (f"{request.scheme}://{request.host}"
+            f"{quote(request.script_root + request.path, safe=_PATH_SAFE)}")
+    if query is None:
+        raw = request.query_string.decode("latin-1")
+        return f"{base}?{quote(raw, safe=_QUERY_SAFE)}" if raw else base
+    encoded = urlencode(list(query))
+    return f"{base}?{encoded}" if encoded else base
 
 
 def tile_origin(tile_url: str) -> str:
@@ -89,8 +115,9 @@ def use_last_modified(value: dt.datetime | None) -> None:
 
 def _is_anonymous(response: Response) -> bool:
     """Public caching only for answers that depend on no credentials or cookies."""
-    return ("Authorization" not in request.headers and "Set-Cookie" not in response.headers
-            and "cookie" not in response.vary)
+    vary = response.headers.get("Vary")
+    return ("HTTP_AUTHORIZATION" not in request.environ and "Set-Cookie" not in response.headers
+            and not (vary and "cookie" in {v.strip().lower() for v in vary.split(",")}))
 
 
 def _set_last_modified(response: Response) -> None:
@@ -125,6 +152,10 @@ def _conditional(response: Response) -> Response:
     if request.path.startswith(_RESOURCE_DATA_PREFIXES) and "Last-Modified" not in response.headers:
         _set_last_modified(response)
     response.add_etag(weak=True)
+    if not any(name in request.environ for name in _CONDITIONAL_HEADERS):
+        # Nothing to compare the validators with: make_conditional would only add a Date
+        # header (the server writes one) and parse absent headers (~0.1 ms a request).
+        return response
     return response.make_conditional(request)
 
 
@@ -140,7 +171,9 @@ def choose_encoding(accept_encoding: str | None) -> str | None:
     from werkzeug.datastructures import Accept
     from werkzeug.http import parse_accept_header
 
-    accept = parse_accept_header(accept_encoding or "", Accept)
+    if not accept_encoding:
+        return None
+    accept = parse_accept_header(accept_encoding, Accept)
     best = max(("br", "gzip"), key=lambda coding: accept[coding])
     return best if accept[best] > 0 else None
 
@@ -200,6 +233,9 @@ def _reject_nul() -> None:
         return
     if _NUL in request.path:
         raise NotFound("nothing here: the path contains a NUL character")
+    query = request.environ.get("QUERY_STRING", "")
+    if "%00" not in query and _NUL not in query:  # no NUL can come out of decoding it
+        return
     for name, value in request.args.items(multi=True):
         if _NUL in name or _NUL in value:
             raise InvalidParameter(name.replace(_NUL, ""), "contains a NUL character")

@@ -67,11 +67,12 @@ def init_app(app: Flask) -> None:
     def _remember_language(response: Response) -> Response:
         # ?lang= is an explicit choice: keep it in a cookie so the next page (without ?lang=)
         # stays in that language. Only offered codes are stored.
+        if response.mimetype != "text/html":
+            return response
         chosen = request.args.get("lang")
-        if chosen in ui_languages() and response.mimetype == "text/html":
+        if chosen in ui_languages():
             response.set_cookie("lang", chosen, max_age=LANG_COOKIE_MAX_AGE, samesite="Lax",
                                 secure=request.is_secure, httponly=True)
-        if response.mimetype == "text/html":
-            # the page's language follows ?lang=, the cookie and Accept-Language
-            response.vary.update(("Cookie", "Accept-Language"))
+        # the page's language follows ?lang=, the cookie and Accept-Language
+        response.vary.update(("Cookie", "Accept-Language"))
         return response

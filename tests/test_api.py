@@ -39,6 +39,22 @@ def test_next_link_pages_through_everything(demo_client, store):
         assert {"counselling", "support_group"} & set(cats)
 
 
+def test_self_and_next_links_are_uris_of_the_query_as_sent(demo_client):
+    # repeated parameters and their order kept, non-ASCII percent-encoded, offset replaced
+    query = "q=b%C3%BCcher&limit=2&category=library&category=education&offset=0"
+    r = demo_client.get(f"/api/v1/resources?{query}", base_url="http://example.org/app/")
+    links = {link["rel"]: link["href"] for link in r.get_json()["links"]}
+    assert links["self"] == f"http://example.org/app/api/v1/resources?{query}"
+    assert links["next"] == ("http://example.org/app/api/v1/resources?q=b%C3%BCcher&limit=2"
+                             "&category=library&category=education&offset=2")
+    assert r.headers["Link"] == f'<{links["next"]}>; rel="next"'
+    following = demo_client.get(links["next"].removeprefix("http://example.org/app"),
+                                base_url="http://example.org/app/")
+    assert following.status_code == 200 and len(following.get_json()["features"]) >= 1
+    last = demo_client.get("/api/v1/resources?limit=1000").get_json()["links"]
+    assert [link["rel"] for link in last] == ["self"]
+
+
 def test_json_and_csv_formats(demo_client):
     r = demo_client.get("/api/v1/resources?f=json&limit=3")
     assert r.mimetype == "application/json" and len(r.get_json()["items"]) == 3

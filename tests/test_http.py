@@ -94,6 +94,24 @@ def test_etag_last_modified_and_304(demo_client):
     assert other.status_code == 200 and other.headers["ETag"] != etag
 
 
+@pytest.mark.parametrize("header", ["If-Match", "If-Unmodified-Since", "Range"])
+def test_other_conditional_headers_are_honoured(demo_client, header):
+    url = "/api/v1/resources?limit=3"
+    first = demo_client.get(url)
+    value = {"If-Match": 'W/"stale"', "If-Unmodified-Since": "Mon, 06 May 2024 07:08:08 GMT",
+             "Range": "bytes=0-9"}[header]
+    r = demo_client.get(url, headers={header: value})
+    # weak validators and a dynamic body: no partial content and no false "not modified"
+    assert r.status_code in (200, 412) and r.headers["ETag"] == first.headers["ETag"]
+    if header == "If-Match":
+        assert r.status_code == 412
+
+
+def test_private_answers_are_not_publicly_cached(demo_client):
+    r = demo_client.get("/api/v1/resources?limit=1", headers={"Authorization": "Bearer x"})
+    assert r.headers["Cache-Control"] == "private, no-cache"
+
+
 def test_if_none_match_wins_over_if_modified_since(demo_client):
     url = "/api/v1/resources?limit=3"
     first = demo_client.get(url)

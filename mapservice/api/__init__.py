@@ -1,12 +1,12 @@
 """``/api/v1``: the read API. Thin: parse a SearchQuery, call the store, render."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request
 
 from .. import geocode
 from ..errors import InvalidParameter, NotFound
 from ..geojson import feature_bytes, feature_collection, properties, to_csv
-from ..http import json_response, use_last_modified
+from ..http import json_response, request_url, use_last_modified
 from ..i18n import preferred_language
 from ..search import parse_search, parse_text
 
@@ -38,12 +38,11 @@ def resources() -> Response:
                          max_limit=current_app.config["MAX_PAGE_SIZE"], extra=("f",))
     result = _ctx()["store"].search(query)
     use_last_modified(result.last_modified)
-    links = [{"rel": "self", "href": request.url, "type": FORMATS[fmt]}]
+    links = [{"rel": "self", "href": request_url(), "type": FORMATS[fmt]}]
     if result.next_offset is not None:
-        args = request.args.to_dict(flat=False)
-        args["offset"] = [str(result.next_offset)]
+        query = [(k, v) for k, v in request.args.items(multi=True) if k != "offset"]
         links.append({"rel": "next", "type": FORMATS[fmt],
-                      "href": url_for("api.resources", _external=True, **args)})
+                      "href": request_url([*query, ("offset", str(result.next_offset))])})
     if fmt == "csv":
         response = Response(to_csv(result.hits), mimetype="text/csv")
         response.headers["Content-Disposition"] = 'attachment; filename="resources.csv"'
