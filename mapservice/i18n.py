@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, request
 from flask_babel import Babel, get_locale
 
+from .http import READ_ROOTS
 from .paths import PACKAGE_DIR
 
 RTL = {"ar", "fa"}
@@ -17,9 +18,14 @@ def ui_languages() -> tuple[str, ...]:
 
 
 def select_locale() -> str:
-    """``?lang=`` first, then the ``lang`` cookie, then the browser's Accept-Language."""
+    """``?lang=`` first, then the ``lang`` cookie (pages only: the read APIs are public and
+    cacheable, so their answers depend on the URL and Accept-Language alone), then the
+    browser's Accept-Language."""
     offered = ui_languages()
-    for candidate in (request.args.get("lang"), request.cookies.get("lang")):
+    candidates = [request.args.get("lang")]
+    if not request.path.startswith(READ_ROOTS):
+        candidates.append(request.cookies.get("lang"))
+    for candidate in candidates:
         if candidate in offered:
             return candidate
     return preferred_language(offered)

@@ -55,6 +55,31 @@ def test_self_and_next_links_are_uris_of_the_query_as_sent(demo_client):
     assert [link["rel"] for link in last] == ["self"]
 
 
+@pytest.mark.parametrize("sort", ["name", "verified"])
+def test_near_with_another_order_pages_through_every_match(demo_client, sort):
+    # near without radius filters nothing: sorted by name (or verification), every match
+    # comes once, in the same order as without near, each with its distance
+    from pyproj import Geod
+
+    def everything(url: str) -> list[dict]:
+        features = []
+        while url:
+            doc = demo_client.get(url).get_json()
+            features += doc["features"]
+            nxt = [link["href"] for link in doc["links"] if link["rel"] == "next"]
+            url = nxt[0].replace("http://localhost", "") if nxt else None
+        return features
+
+    near = everything(f"/api/v1/resources?near=53.5511,9.9937&sort={sort}&limit=25")
+    plain = everything(f"/api/v1/resources?sort={sort}&limit=1000")
+    assert [f["id"] for f in near] == [f["id"] for f in plain] and len(near) > 150
+    geod = Geod(ellps="WGS84")
+    for f in near:
+        lon, lat = f["geometry"]["coordinates"]
+        metres = geod.inv(9.9937, 53.5511, lon, lat)[2]
+        assert f["properties"]["distance_m"] == pytest.approx(metres, abs=0.2)
+
+
 def test_json_and_csv_formats(demo_client):
     r = demo_client.get("/api/v1/resources?f=json&limit=3")
     assert r.mimetype == "application/json" and len(r.get_json()["items"]) == 3
@@ -111,6 +136,7 @@ def test_confidential_listing_has_no_exact_point_or_address(demo_client, store):
     ("sort=random", "sort"),
     ("sort=distance", "sort"),
     ("f=xml", "f"),
+    ("f=csv&f=json", "f"),
     ("colour=red", "colour"),
     ("near=nan,nan", "near"),
 ])
@@ -120,6 +146,34 @@ def test_invalid_parameters_are_400_problems(client, query, parameter):
     assert r.mimetype == "application/problem+json"
     body = r.get_json()
     assert body["parameter"] == parameter and body["status"] == 400 and body["detail"]
+
+
+@pytest.mark.parametrize("path, parameter", [
+    ("/api/v1/sources?limit=5", "limit"),
+    ("/api/v1/categories?lang=en&lang=ar", "lang"),
+    ("/api/v1/geocode?q=Altona&q=Harburg", "q"),
+    ("/api/v1/openapi.json?version=2", "version"),
+    ("/api/v1/docs?x=1", "x"),
+])
+def test_other_endpoints_refuse_unknown_and_repeated_parameters(client, path, parameter):
+    r = client.get(path)
+    assert r.status_code == 400 and r.get_json()["parameter"] == parameter
+
+
+def test_one_resource_refuses_parameters_it_cannot_honour(demo_client):
+    fid = demo_client.get("/api/v1/resources?limit=1").get_json()["features"][0]["id"]
+    assert demo_client.get(f"/api/v1/resources/{fid}").status_code == 200
+    for query, parameter in (("f=csv", "f"), ("foo=1", "foo")):
+        r = demo_client.get(f"/api/v1/resources/{fid}?{query}")
+        assert r.status_code == 400 and r.get_json()["parameter"] == parameter
+
+
+def test_a_negotiated_format_varies_with_accept(demo_client):
+    csv_answer = demo_client.get("/api/v1/resources?limit=2", headers={"Accept": "text/csv"})
+    assert csv_answer.mimetype == "text/csv"
+    assert "Accept" in csv_answer.headers["Vary"].split(", ")
+    chosen = demo_client.get("/api/v1/resources?limit=2&f=csv", headers={"Accept": "text/csv"})
+    assert chosen.mimetype == "text/csv" and "Accept" not in chosen.headers["Vary"].split(", ")
 
 
 def test_unknown_id_and_route_are_404_problems(client):

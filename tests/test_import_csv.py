@@ -343,6 +343,29 @@ def test_cli_import_with_mapping_and_bad_file(app, tmp_path):
         assert conn.execute(select(func.count()).select_from(Resource)).scalar() == 223
 
 
+def test_reimport_without_licence_keeps_the_sources_attribution(app, tmp_path):
+    mapping = write(tmp_path, "m.yaml", "default_categories: [community_centre]\n")
+    path = shared_data("hamburg_osm_pois_2026_02", "hamburg-poi-community-centers-2026-02.csv")
+    runner = app.test_cli_runner()
+    base = ["import", str(path), "--mapping", str(mapping), "--skip-invalid", "--source", "cc"]
+    done = runner.invoke(args=[*base, "--licence", "ODbL-1.0",
+                               "--attribution", "© OpenStreetMap contributors"])
+    assert done.exit_code == 0, done.output
+    client = app.test_client()
+
+    def shown() -> list[tuple[str, str, str]]:
+        return [(s["name"], s["licence"], s["attribution"])
+                for s in client.get("/api/v1/sources").get_json()["sources"]]
+
+    assert shown() == [("cc", "ODbL-1.0", "© OpenStreetMap contributors")]
+    done = runner.invoke(args=base)  # a nightly re-import that does not repeat the flags
+    assert done.exit_code == 0 and "unchanged 223" in done.output, done.output
+    assert shown() == [("cc", "ODbL-1.0", "© OpenStreetMap contributors")]
+    done = runner.invoke(args=[*base, "--licence", "ODbL-1.0 (extract 2026-02)"])
+    assert done.exit_code == 0, done.output
+    assert shown() == [("cc", "ODbL-1.0 (extract 2026-02)", "© OpenStreetMap contributors")]
+
+
 def test_shipped_mapping_loads_and_every_code_is_known():
     mapping = load_mapping()
     assert mapping.columns["name"][0] == "name"

@@ -114,6 +114,23 @@ def test_landing_conformance_and_collections(client):
         assert minlon <= lon <= maxlon and minlat <= lat <= maxlat, f["id"]
 
 
+def test_titles_follow_lang_and_accept_language_not_a_cookie(client):
+    def title(**kwargs) -> tuple[str, str]:
+        r = client.get("/ogc/collections/resources", **kwargs)
+        assert "Accept-Language" in r.headers["Vary"]
+        return r.get_json()["title"], r.headers["Cache-Control"]
+
+    german, cache = title(headers={"Accept-Language": "de"})
+    english, _ = title(headers={"Accept-Language": "en"})
+    assert german != english and cache == "public, max-age=60"
+    assert title(query_string={"lang": "en"}, headers={"Accept-Language": "de"})[0] == english
+    client.set_cookie("lang", "en")  # the map page's choice must not leak into a cached answer
+    try:
+        assert title(headers={"Accept-Language": "de"})[0] == german
+    finally:
+        client.delete_cookie("lang")
+
+
 @pytest.mark.parametrize("path", ["/ogc/collections/unknown", "/ogc/collections/unknown/items",
                                   "/ogc/collections/unknown/items/x",
                                   f"{ITEMS}/00000000-0000-0000-0000-000000000000",

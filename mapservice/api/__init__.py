@@ -1,7 +1,7 @@
 """``/api/v1``: the read API. Thin: parse a SearchQuery, call the store, render."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from .. import geocode
 from ..errors import InvalidParameter, NotFound
@@ -19,14 +19,24 @@ def _ctx() -> dict:
     return current_app.extensions["mapservice"]
 
 
+def _single(name: str) -> str | None:
+    """The value of parameter ``name``; given twice it is ambiguous: 400."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise InvalidParameter(name, "given more than once")
+    return values[0] if values else None
+
+
 def _format() -> str:
-    f = request.args.get("f")
+    """``f`` if given, else the best of ``Accept`` (then the response varies with it)."""
+    f = _single("f")
     if f is not None:
         if f not in FORMATS:
             raise InvalidParameter("f", f"unknown format {f!r}; allowed: {', '.join(FORMATS)}")
         return f
-    best = request.accept_mimetypes.best_match(
-        ["application/geo+json", "application/json", "text/csv"], default="application/geo+json")
+    best = request.accept_mimetypes.best_match(list(FORMATS.values()),
+                                               default=FORMATS["geojson"])
+    g.negotiated = True
     return {v: k for k, v in FORMATS.items()}[best]
 
 
@@ -55,11 +65,14 @@ def resources() -> Response:
                                                links=links), mimetype=FORMATS["geojson"])
     if result.next_offset is not None:
         response.headers["Link"] = f'<{links[-1]["href"]}>; rel="next"'
+    if g.get("negotiated"):  # a shared cache must not hand CSV to a GeoJSON client
+        response.vary.add("Accept")
     return response
 
 
 @bp.get("/resources/<uid>")
 def resource(uid: str) -> Response:
+    _only()  # GeoJSON only: an ``f`` would be a format it cannot give
     hit = _ctx()["store"].get(uid)
     if hit is None:
         raise NotFound(f"no published resource with id {uid!r}")
@@ -69,6 +82,7 @@ def resource(uid: str) -> Response:
 @bp.get("/sources")
 def sources() -> Response:
     """Licences and attributions of the sources whose resources are shown."""
+    _only()
     return json_response({"sources": _ctx()["store"].sources_in_use()})
 
 
@@ -83,7 +97,7 @@ def _label_language() -> str:
     """``lang`` if given (it must be a UI language), else the best of Accept-Language, else the
     default. No cookie: the answer depends only on the URL and Accept-Language."""
     offered = _ctx()["taxonomy"].ui_languages
-    lang = request.args.get("lang")
+    lang = _single("lang")
     if lang is not None:
         if lang not in offered:
             raise InvalidParameter("lang", f"unknown language {lang!r}; allowed: "
@@ -118,10 +132,7 @@ def districts() -> Response:
 def geocode_place() -> Response:
     """A postcode, Stadtteil or Bezirk -> coordinates, from the offline gazetteer."""
     _only("q")
-    values = request.args.getlist("q")
-    if len(values) > 1:
-        raise InvalidParameter("q", "given more than once")
-    text = parse_text(values[0] if values else None)
+    text = parse_text(_single("q"))
     if text is None:
         raise InvalidParameter("q", "is missing or empty: give a postcode, Stadtteil or Bezirk")
     return json_response({"query": text, "results": geocode.default().geocode(text)})

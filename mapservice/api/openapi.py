@@ -24,7 +24,7 @@ from ..http import json_response
 from ..models import COSTS, WHEELCHAIR
 from ..search import MAX_RADIUS_M, MAX_TEXT_LENGTH, SORTS
 from ..taxonomy import Taxonomy
-from . import FORMATS, bp
+from . import FORMATS, _only, bp
 
 OPENAPI_VERSION = "3.0.3"
 API = "/api/v1"
@@ -906,11 +906,13 @@ def sections(doc: Mapping[str, Any], operations: list[dict[str, Any]]) -> list[d
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
+    _only()
     return json_response(document())
 
 
 @bp.get("/docs")
 def docs() -> str:
+    _only()
     doc = document()
     operations = reference(doc)
     # The paths are absolute; behind a prefix (SCRIPT_NAME) the page shows them under it.

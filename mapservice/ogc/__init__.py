@@ -53,6 +53,13 @@ def _error(exc: MapserviceError) -> Response:
     return problem_response({**exc.problem(), "code": code, "description": exc.detail})
 
 
+@bp.after_request
+def _vary(response: Response) -> Response:
+    # Titles and messages follow ``lang``, else Accept-Language (never a cookie: i18n).
+    response.vary.add("Accept-Language")
+    return response
+
+
 def _check_args(allowed: Iterable[str], formats: Iterable[str] = ("json",)) -> None:
     """Unknown parameters are a 400 (OGC /req/core/query-param-unknown); ``f`` is validated."""
     allowed = tuple(allowed)

@@ -635,18 +635,20 @@ class Store:
     def _ordered(self, conn: Any, query: SearchQuery, where: list[ColumnElement], stmt: Select,
                  stop: int) -> Select | None:
         """``stmt`` filtered by ``where`` in the query's order, exact for its first ``stop``
-        rows (with ``near`` and no radius only those lie in the window read); None when nothing
-        matches."""
+        rows (nearest first without a radius: only those lie in the window read); None when
+        nothing matches. ``near`` without a radius filters nothing: sorted otherwise (name,
+        verified), every match comes, each with its distance."""
         distance = None
         if query.near is not None:
             lat, lon = query.near
             radius = query.radius
-            if radius is None:
+            if radius is None and query.effective_sort == "distance":
                 radius = self._knn_radius(conn, lat, lon, stop, where)
                 if radius is None:
                     return None
             distance = self._distance_m(lon, lat)
-            where = [*where, *self._exact_box(window(lat, lon, radius))]
+            if radius is not None:
+                where = [*where, *self._exact_box(window(lat, lon, radius))]
             if query.radius is not None:
                 where.append(distance <= query.radius)
             stmt = stmt.add_columns(distance.label("distance_m"))
@@ -817,12 +819,18 @@ class Store:
     # ---- writing ---------------------------------------------------------------------------
     def register_source(self, name: str, *, licence: str | None = None,
                         attribution: str | None = None, url: str | None = None) -> None:
+        """Create source ``name`` or mark it imported now. A value not given (None) keeps the
+        stored one: a re-import without ``--licence`` must not drop the attribution that the
+        map is obliged to show."""
         with self.session() as session, session.begin():
             source = session.scalar(select(Source).where(Source.name == name))
             if source is None:
                 source = Source(name=name)
                 session.add(source)
-            source.licence, source.attribution, source.url = licence, attribution, url
+            for field, value in (("licence", licence), ("attribution", attribution),
+                                 ("url", url)):
+                if value is not None:
+                    setattr(source, field, value)
             source.imported_at = dt.datetime.now(dt.timezone.utc)
 
     def upsert(self, records: Iterable[Mapping[str, Any]], *, source: str, changed_by: str,
