@@ -116,6 +116,42 @@ def test_confidential_listing_has_no_exact_point_or_address(demo_client, store):
         assert f["geometry"]["coordinates"] != [res.exact_lon, res.exact_lat]
         text = demo_client.get(f"/api/v1/resources/{res.uid}").get_data(as_text=True)
         assert str(res.exact_lat) not in text and str(res.exact_lon) not in text
+    # the JSON and CSV forms, also of a search right next to the exact point
+    exact = [(res.exact_lat, res.exact_lon) for res in secret]
+    for lat, lon in exact[:3]:
+        for fmt in ("json", "csv", "geojson"):
+            r = demo_client.get(f"/api/v1/resources?near={lat},{lon}&limit=5&f={fmt}")
+            # the links repeat the query's own point; the results must not
+            body = (r.get_data(as_text=True) if fmt == "csv" else
+                    str({k: v for k, v in r.get_json().items() if k != "links"}))
+            for exact_lat, exact_lon in exact:
+                assert str(exact_lat) not in body and str(exact_lon) not in body, fmt
+    items = demo_client.get("/api/v1/resources?f=json&limit=1000").get_json()["items"]
+    rows = list(csv.DictReader(io.StringIO(demo_client.get(
+        "/api/v1/resources?f=csv&limit=1000").get_data(as_text=True))))
+    for res in secret:
+        item = next(i for i in items if i["id"] == res.uid)
+        row = next(r for r in rows if r["id"] == res.uid)
+        assert item["address"] is None and not row["address"]
+        assert (item["lat"], item["lon"]) == (by_id[res.uid]["geometry"]["coordinates"][1],
+                                              by_id[res.uid]["geometry"]["coordinates"][0])
+        assert (float(row["lat"]), float(row["lon"])) == (item["lat"], item["lon"])
+
+
+def test_sort_verified_is_newest_verification_first_unverified_last(demo_client, store):
+    from sqlalchemy import update
+
+    from mapservice.models import Resource
+
+    with store.session() as s, s.begin():  # some listings never verified
+        s.execute(update(Resource).where(Resource.id % 7 == 0).values(last_verified=None))
+    features = demo_client.get("/api/v1/resources?sort=verified&limit=1000").get_json()[
+        "features"]
+    dates = [f["properties"]["last_verified"] for f in features]
+    known = [d for d in dates if d is not None]
+    assert known and len(known) < len(dates)
+    assert dates == known + [None] * (len(dates) - len(known))  # unverified last
+    assert known == sorted(known, reverse=True)
 
 
 @pytest.mark.parametrize("query, parameter", [
