@@ -144,6 +144,23 @@ def test_paging_and_sort_by_name(store):
     assert last.next_offset is None
 
 
+def test_sort_by_name_is_alphabetical_on_both_backends(store):
+    # case, accents, "ß" and punctuation do not decide; names without Latin letters come last
+    expected = ["apfel Treff", "Ärztehaus", "Bücherhalle", "elternschule",
+                "Öffentliche Bücherhalle", "Strasse 2", "Straßenkinder", "Zentrum", "Центр",
+                "مركز"]
+    shuffled = [expected[i] for i in (7, 9, 0, 4, 8, 2, 6, 1, 5, 3)]
+    store.upsert([_rec(i, 53.5 + i / 1000, 10.0, name=name) for i, name in enumerate(shuffled)],
+                 source="a", changed_by="t")
+    names = [h.properties["name"] for h in store.search(SearchQuery(sort="name")).hits]
+    assert names == expected
+    paged = [h.properties["name"] for offset in range(0, 10, 3)
+             for h in store.search(SearchQuery(sort="name", limit=3, offset=offset)).hits]
+    assert paged == expected
+    near = store.search(SearchQuery(sort="name", near=(53.5, 10.0), limit=4, offset=4)).hits
+    assert [h.properties["name"] for h in near] == expected[4:8]
+
+
 def test_filters_cost_wheelchair_audience(store):
     store.upsert([_rec(1, 53.55, 10.0, cost="free", wheelchair="yes", audiences=["youth"]),
                   _rec(2, 53.56, 10.0, cost="paid", wheelchair="limited", audiences=["seniors"]),

@@ -719,7 +719,13 @@ class Store:
         if sort == "distance" and distance is not None:
             return [distance, Resource.id]
         if sort == "name":
-            return [Resource.name, Resource.id]
+            # Alphabetical the same way on both backends, whatever the database's collation:
+            # by the slug (lower case, accents stripped, "ß" as "ss", punctuation as "-"),
+            # which every write path keeps. A name without Latin letters has the slug
+            # "resource": those come after the Latin ones, by the name itself.
+            no_latin = case((and_(Resource.slug == "resource",
+                                  func.lower(Resource.name) != "resource"), 1), else_=0)
+            return [no_latin, Resource.slug, Resource.name, Resource.id]
         if sort == "verified":
             return [Resource.last_verified.desc().nulls_last(), Resource.id]
         return [Resource.id]
