@@ -438,6 +438,39 @@ def test_near_category_language_open_at_matches_independent_computation(loaded):
                 assert pred(by_uid[hit.properties["uid"]])
 
 
+@pytest.mark.parametrize("filters", [
+    {"cost": ("free",)}, {"cost": ("free", "reduced")}, {"wheelchair": ("yes",)},
+    {"wheelchair": ("yes", "limited")}, {"audiences": ("youth",)},
+    {"audiences": ("newcomers", "women")},
+    {"cost": ("free",), "wheelchair": ("yes", "limited"), "audiences": ("families",)},
+    {"cost": ("free",), "categories": ("library", "community_centre"), "languages": ("de",)},
+])
+def test_cost_wheelchair_audience_match_the_records(loaded, filters):
+    # every listing's own values, read here from the records as loaded (a missing value is
+    # "unknown" / no audience), against the search's answer, alone and near a point
+    store, _client, by_uid = loaded
+    field = {"cost": "cost", "wheelchair": "wheelchair", "audiences": "audiences",
+             "categories": "categories", "languages": "languages"}
+
+    def pred(r):
+        for name, wanted in filters.items():
+            value = r.get(field[name])
+            values = set(value or []) if isinstance(value, list) else {value or "unknown"}
+            if not values & set(wanted):
+                return False
+        return True
+
+    expected = {uid for uid, r in by_uid.items() if pred(r)}
+    assert expected, f"the test data should hold matches for {filters}"
+    assert _uids(store, **filters) == expected
+    lat, lon = 53.5511, 9.9937
+    nearest = _expected_nearest(by_uid, lat, lon, 5, lambda r: pred(r))
+    hits = store.search(SearchQuery(near=(lat, lon), limit=5, **filters)).hits
+    # (places of one confidential grid cell are equally far: compare distances, then sets)
+    assert [h.distance_m for h in hits] == pytest.approx([d for d, _uid in nearest], abs=0.5)
+    assert all(pred(by_uid[h.properties["uid"]]) for h in hits)
+
+
 def test_map_request_with_open_now(loaded):
     _store, client, by_uid = loaded
     lat, lon = 53.5511, 9.9937
