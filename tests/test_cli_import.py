@@ -1,0 +1,96 @@
+"""`mapservice import` through the command line, on both backends: the flags do what their help
+says (--dry-run, --json, --archive-missing, --crs, --format), exit codes and messages."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .test_import_csv import db_state, stored, write
+from .test_import_vector import _kita_lonlat, zipped_shapefile
+
+HEADER = "id;name;lat;lon;categories\n"
+ROWS = ["a1;Jugendtreff Nord;53,6;10,0;youth_centre\n",
+        "a2;Sprachcafé Süd;53,5;10,0;language_cafe\n",
+        "a3;Elternschule Ost;53,55;10,1;family_centre\n"]
+
+
+def _csv(tmp_path, name: str, rows: list[str]):
+    return write(tmp_path, name, HEADER + "".join(rows))
+
+
+@pytest.fixture
+def cli(app):
+    runner = app.test_cli_runner()
+
+    def invoke(*args: str):
+        return runner.invoke(args=["import", *map(str, args)])
+    return invoke
+
+
+@pytest.fixture
+def app_store(app):
+    return app.extensions["mapservice"]["store"]
+
+
+def test_dry_run_reports_and_writes_nothing(cli, app_store, tmp_path):
+    path = _csv(tmp_path, "treffs.csv", ROWS)
+    before = db_state(app_store)
+    done = cli(path, "--dry-run")
+    assert done.exit_code == 0, done.output
+    assert "created 3" in done.output
+    assert db_state(app_store) == before
+    done = cli(path, "--dry-run", "--json")
+    report = json.loads(done.output)
+    assert report["created"] == 3 and report["updated"] == 0
+    assert db_state(app_store) == before
+
+
+def test_json_report_and_a_second_run_changes_nothing(cli, app_store, tmp_path):
+    path = _csv(tmp_path, "treffs.csv", ROWS)
+    first = json.loads(cli(path, "--json").output)
+    assert (first["created"], first["updated"], first["unchanged"]) == (3, 0, 0)
+    state = db_state(app_store)
+    again = json.loads(cli(path, "--json").output)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 3)
+    assert db_state(app_store) == state
+
+
+def test_archive_missing_only_when_asked(cli, app_store, tmp_path):
+    cli(_csv(tmp_path, "treffs.csv", ROWS))
+    (tmp_path / "today").mkdir()
+    smaller = _csv(tmp_path / "today", "treffs.csv", ROWS[:2])  # the same source name
+    done = json.loads(cli(smaller, "--json").output)
+    assert done["archived"] == 0
+    assert all(r.status == "published" for r in stored(app_store, "treffs").values())
+    done = json.loads(cli(smaller, "--json", "--archive-missing").output)
+    assert done["archived"] == 1
+    statuses = {r.source_id: r.status for r in stored(app_store, "treffs").values()}
+    assert statuses == {"a1": "published", "a2": "published", "a3": "archived"}
+
+
+def test_crs_flag_places_a_file_without_crs(cli, app_store, tmp_path):
+    path = zipped_shapefile(tmp_path, None)
+    before = db_state(app_store)
+    refused = cli(path, "--source", "kitas")
+    assert refused.exit_code == 2 and "--crs EPSG:25832" in refused.output
+    assert db_state(app_store) == before
+    done = cli(path, "--source", "kitas", "--crs", "EPSG:25832")
+    assert done.exit_code == 0 and "created 1" in done.output, done.output
+    (res,) = stored(app_store, "kitas").values()
+    lon, lat = _kita_lonlat()
+    hit = app_store.get(res.uid)
+    assert (hit.lon, hit.lat) == (pytest.approx(lon, abs=1e-6), pytest.approx(lat, abs=1e-6))
+    bad = cli(path, "--source", "kitas", "--crs", "EPSG:nonsense")
+    assert bad.exit_code == 2 and "EPSG:nonsense" in bad.output
+
+
+def test_format_flag_and_an_unreadable_file(cli, app_store, tmp_path):
+    path = write(tmp_path, "treffs.txt", HEADER + ROWS[0])  # no suffix to detect
+    done = cli(path, "--format", "csv", "--json")
+    assert done.exit_code == 0 and json.loads(done.output)["created"] == 1
+    before = db_state(app_store)
+    broken = write(tmp_path, "broken.geojson", '{"type": "FeatureCollection", "features": [')
+    done = cli(broken)
+    assert done.exit_code == 2 and "broken.geojson" in done.output
+    assert db_state(app_store) == before
