@@ -67,6 +67,8 @@ _TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"<\s*(br|/p|/li|/div|/h\d)\s*/?>", re.I)
 _ITEM = re.compile(r"<\s*li\b[^>]*>", re.I)
 _DATED = ("byweekno", "bymonthday", "byyearday", "count", "until", "valid_from", "valid_to")
+# The code of a term of mapservice_translations: field:language (description:en, name:pt-BR).
+_TRANSLATION_CODE = re.compile(r"^([A-Za-z_]\w*):([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)$")
 
 
 # ---- mapping tables ----------------------------------------------------------------------
@@ -576,6 +578,7 @@ class _Mapper:
             _list(svc.get("languages")) + _list((loc or {}).get("languages")), warnings, at)
         rec["cost"] = self._cost(svc, warnings, at)
         self._terms(svc, sal, loc or {}, rec, warnings, at)
+        self._properties(svc, sal, loc or {}, rec, warnings, at)
         if org:
             rec["organization"] = self._organization(org, country, warnings, at)
         return Candidate(where, {k: v for k, v in rec.items() if v is not None}, problems,
@@ -751,14 +754,51 @@ class _Mapper:
     @staticmethod
     def _own_term(term: Any) -> tuple[str, str] | None:
         """(kind, code) of a term of our own taxonomies, as the export writes them."""
-        if not isinstance(term, dict):
-            return None
-        detail = term.get("taxonomy_detail")
-        taxonomy = _text(term.get("taxonomy")) or \
-            (_text(detail.get("name")) if isinstance(detail, dict) else None)
+        taxonomy = _taxonomy_of(term)
         if taxonomy not in hsds.TAXONOMIES or not _text(term.get("code")):
             return None
         return hsds.TAXONOMIES[taxonomy][0], str(term["code"]).strip()
+
+    def _properties(self, svc: dict[str, Any], sal: dict[str, Any], loc: dict[str, Any],
+                    rec: dict[str, Any], warnings: list[Problem],
+                    at: Callable[[Any, str], Where]) -> None:
+        """Translations and districts from the attribute values of our property taxonomies
+        (mapservice/hsds.py, PROPERTY_TAXONOMIES): translations on the service (or the
+        service_at_location), Stadtteil/Bezirk on the service_at_location (or the location).
+        Nothing else sets them: a foreign file's address ``region`` is no Bezirk of ours."""
+        translations: dict[str, dict[str, str]] = {}
+        for attr in _list(svc.get("attributes")) + _list(sal.get("attributes")):
+            term = attr.get("taxonomy_term")
+            if _taxonomy_of(term) != hsds.TRANSLATIONS:
+                continue
+            code = _text(term.get("code")) or ""
+            match = _TRANSLATION_CODE.match(code)
+            field_ = match[1] if match else None
+            value = (_plain if field_ == "description" else _text)(attr.get("value"))
+            if match is None:
+                warnings.append(Problem(at(term, "code"), f"translation term code {code!r} is "
+                                        "not field:language (description:en); left out"))
+            elif value is None:
+                warnings.append(Problem(at(attr, "value"), f"translation {code} has no value; "
+                                        "left out"))
+            else:
+                translations.setdefault(match[2], {})[field_] = value
+        if translations:
+            rec["translations"] = translations
+        for attr in _list(sal.get("attributes")) + _list(loc.get("attributes")):
+            term = attr.get("taxonomy_term")
+            if _taxonomy_of(term) != hsds.DISTRICTS:
+                continue
+            code = (_text(term.get("code")) or "").lower()
+            value = _text(attr.get("value"))
+            if code not in hsds.DISTRICT_TERMS:
+                warnings.append(Problem(at(term, "code"), f"district term code {code!r} is "
+                                        f"not one of {', '.join(hsds.DISTRICT_TERMS)}; left "
+                                        "out"))
+            elif value is None:
+                warnings.append(Problem(at(attr, "value"), f"{code} has no value; left out"))
+            else:
+                rec.setdefault(code, value)  # the first wins: the service_at_location's
 
     def _terms(self, svc: dict[str, Any], sal: dict[str, Any], loc: dict[str, Any],
                rec: dict[str, Any], warnings: list[Problem],
@@ -767,8 +807,8 @@ class _Mapper:
         found: dict[str, list[str]] = {"categories": [], "audiences": []}
         for attr in _list(svc.get("attributes")) + _list(sal.get("attributes")):
             term = attr.get("taxonomy_term")
-            if not isinstance(term, dict):
-                continue
+            if not isinstance(term, dict) or _taxonomy_of(term) in hsds.PROPERTY_TAXONOMIES:
+                continue  # no classification: _properties reads them
             own = self._own_term(term)
             if own is not None and own[0] in found and own[1] in getattr(tax, own[0]):
                 found[own[0]].append(own[1])
@@ -809,6 +849,15 @@ class _Mapper:
                 except ValueError as exc:
                     warnings.append(Problem(at(org, key), f"organization {key}: {exc}; left out"))
         return {k: v for k, v in out.items() if v is not None}
+
+
+def _taxonomy_of(term: Any) -> str | None:
+    """The name of a taxonomy term's taxonomy (``taxonomy``, else ``taxonomy_detail.name``)."""
+    if not isinstance(term, dict):
+        return None
+    detail = term.get("taxonomy_detail")
+    return _text(term.get("taxonomy")) or \
+        (_text(detail.get("name")) if isinstance(detail, dict) else None)
 
 
 def _phone(value: Any, country: str | None, warnings: list[Problem], where: Where
@@ -941,10 +990,11 @@ def export_hsds(store: Store, out: Path, source: str | None = None, *,
 
     The file is one paginated list - the form HSDS 3.0 defines for the API's ``/services`` -
     of fully nested services (organization, service_at_locations with location, phones,
-    schedules, languages, cost options, taxonomy terms as attributes). It is streamed, the
-    page header after ``contents`` (JSON members have no order), through a temporary file so a
-    failed export leaves no half file. Confidential resources carry only their approximate
-    point and no address (the store's public rows are the source).
+    schedules, languages, cost options, taxonomy terms as attributes; translations, Stadtteil
+    and Bezirk as attribute values, see ``mapservice.hsds.PROPERTY_TAXONOMIES``). It is
+    streamed, the page header after ``contents`` (JSON members have no order), through a
+    temporary file so a failed export leaves no half file. Confidential resources carry only
+    their approximate point and no address (the store's public rows are the source).
     """
     from .export import published  # the one way exports read every published resource
 

@@ -14,6 +14,10 @@ hours become weekly ``schedules`` (``byday`` + ``opens_at``/``closes_at``) whene
 expression is a plain weekly pattern; the verbatim OSM string rides along in each schedule's
 ``description`` so a round trip keeps details RRULE cannot say (``PH off``).
 
+What HSDS 3.0 has no field for - translations of the texts, Stadtteil and Bezirk - travels as
+attributes with a ``value`` (see :data:`PROPERTY_TAXONOMIES`), so an export imports back whole
+and still validates.
+
 No ``flask`` here: the exporter runs without a request.
 """
 from __future__ import annotations
@@ -67,6 +71,39 @@ TAXONOMIES: dict[str, tuple[str, str]] = {
     "mapservice_location": ("location", "Facts about a location."),
 }
 APPROXIMATE = "approximate"
+
+# Facts of a resource that HSDS 3.0 has no field for. HSDS attaches attributes to any object,
+# either as classifications or as properties: an attribute links a taxonomy term that names the
+# property and carries the property's text in its ``value``. That is standard HSDS 3.0 (it
+# validates, and any HSDS reader keeps it), where an extension member ("x-translations") would
+# be dropped by readers that only know the schema, and where ``metadata`` is a change log, not
+# content. HSDS 3.0 has no multilingual text of its own; its ``languages`` say which languages
+# a service is *offered* in (our ``languages``), not in which languages its texts are written.
+#
+# - mapservice_translations: one term per translated field and language, code
+#   ``field:language`` (``description:en``, the key OpenStreetMap uses), on the service.
+# - mapservice_districts: the terms ``stadtteil`` and ``bezirk``, on the service_at_location
+#   (our resource; for a confidential resource, too, which has no address). The Bezirk is also
+#   written as the address's ``region`` for readers that do not know our taxonomy; the importer
+#   reads districts only from these attributes, so another publisher's ``region`` never becomes
+#   a Bezirk.
+#
+# They are not in TAXONOMIES: those are the classifications the API lists and filters services
+# by; these are names of free-text properties. Every attribute carries its term and the term's
+# taxonomy in full (``taxonomy_detail``), so the data describes itself.
+TRANSLATIONS = "mapservice_translations"
+DISTRICTS = "mapservice_districts"
+PROPERTY_TAXONOMIES: dict[str, str] = {
+    TRANSLATIONS: "Translations of a service's texts. The term's code is field:language "
+                  "(for example description:en, ISO 639-1); the attribute's value is the "
+                  "translated text.",
+    DISTRICTS: "The districts of the city a service at a location is in (Stadtteil: quarter, "
+               "Bezirk: borough). The attribute's value is the district's name.",
+}
+DISTRICT_TERMS = {"stadtteil": ("Stadtteil", "The quarter (Stadtteil) the place is in; the "
+                                             "attribute's value is its name."),
+                  "bezirk": ("Bezirk", "The borough (Bezirk) the place is in; the attribute's "
+                                       "value is its name.")}
 LOCATION_TERMS = {APPROXIMATE: ("Approximate location",
                                 "The location is confidential (for example a shelter): the "
                                 "point is only the centre of an area of about 1 km and no "
@@ -219,7 +256,8 @@ def schedules(opening_hours: str | None, owner: str) -> list[dict[str, Any]]:
 
 # ---- objects ----------------------------------------------------------------------------------
 def _taxonomy_object(name: str) -> dict[str, Any]:
-    return {"id": taxonomy_id(name), "name": name, "description": TAXONOMIES[name][1],
+    description = TAXONOMIES[name][1] if name in TAXONOMIES else PROPERTY_TAXONOMIES[name]
+    return {"id": taxonomy_id(name), "name": name, "description": description,
             "version": "1"}
 
 
@@ -253,6 +291,43 @@ def _attribute(owner: str, entity: str, term: dict[str, Any]) -> dict[str, Any]:
     return {"id": derived_id("attribute", owner, term["id"]), "link_id": owner,
             "link_entity": entity, "link_type": "taxonomy", "taxonomy_term_id": term["id"],
             "taxonomy_term": term}
+
+
+def translation_code(field: str, language: str) -> str:
+    """The term code of a translated field: ``description:en``."""
+    return f"{field}:{language}"
+
+
+def _property(owner: str, entity: str, term: dict[str, Any], value: str) -> dict[str, Any]:
+    return {**_attribute(owner, entity, term), "value": value}
+
+
+def translation_attributes(uid: str, translations: Any,
+                           taxonomy: Taxonomy) -> list[dict[str, Any]]:
+    """The resource's translations (``{"en": {"description": ...}}``) as attributes of its
+    service, one per language and field."""
+    out = []
+    for language, fields in (translations or {}).items():
+        if not isinstance(fields, Mapping):
+            continue
+        label = taxonomy.label("languages", language, "en")
+        for field, text in fields.items():
+            if not isinstance(text, str) or not text.strip():
+                continue
+            term = _term(TRANSLATIONS, translation_code(field, language),
+                         f"{field.capitalize()} in {label}",
+                         f"The {field} in {label} (language code {language}); the "
+                         "attribute's value is the text.")
+            out.append(_property(uid, "service", term, text))
+    return out
+
+
+def district_attributes(props: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Stadtteil and Bezirk of a resource as attributes of its service_at_location."""
+    uid = props["uid"]
+    return [_property(uid, "service_at_location", _term(DISTRICTS, code, *DISTRICT_TERMS[code]),
+                      props[code])
+            for code in DISTRICT_TERMS if isinstance(props.get(code), str) and props[code]]
 
 
 def _datetime(value: Any) -> str | None:
@@ -306,6 +381,8 @@ def location(hit: Hit) -> dict[str, Any]:
                              "address_1": props["address"],
                              "postal_code": props.get("postcode") or "",
                              "address_type": "physical", **region()}]
+        if props.get("bezirk"):  # for other readers; ours reads the district attributes
+            out["addresses"][0]["region"] = props["bezirk"]
     text = WHEELCHAIR_TEXT.get(props.get("wheelchair") or "")
     if text:
         out["accessibility"] = [{"id": derived_id("accessibility", uid),
@@ -349,6 +426,7 @@ def service(hit: Hit, org: Mapping[str, Any] | None, taxonomy: Taxonomy, *,
     out["attributes"] = [_attribute(uid, "service", _our_term(taxonomy, name, code))
                          for name, (kind, _) in TAXONOMIES.items() if kind != "location"
                          for code in props.get(kind) or []]
+    out["attributes"] += translation_attributes(uid, props.get("translations"), taxonomy)
     if with_locations:
         out["service_at_locations"] = [_service_at_location(hit)]
     return out
@@ -357,7 +435,11 @@ def service(hit: Hit, org: Mapping[str, Any] | None, taxonomy: Taxonomy, *,
 def _service_at_location(hit: Hit) -> dict[str, Any]:
     uid = hit.properties["uid"]
     loc = location(hit)
-    return {"id": uid, "service_id": uid, "location_id": loc["id"], "location": loc}
+    out = {"id": uid, "service_id": uid, "location_id": loc["id"], "location": loc}
+    districts = district_attributes(hit.properties)
+    if districts:
+        out["attributes"] = districts
+    return out
 
 
 def service_at_location(hit: Hit, org: Mapping[str, Any] | None,
@@ -395,7 +477,9 @@ def api_info(*, description: str, publisher: Mapping[str, Any] | None = None
     return out
 
 
-__all__ = ["HSDS_VERSION", "TAXONOMIES", "APPROXIMATE", "COST_OPTIONS", "WHEELCHAIR_TEXT",
-           "derived_id", "term_id", "taxonomy_id", "weekly_intervals", "osm_from_weekly",
+__all__ = ["HSDS_VERSION", "TAXONOMIES", "APPROXIMATE", "PROPERTY_TAXONOMIES", "TRANSLATIONS",
+           "DISTRICTS", "DISTRICT_TERMS", "COST_OPTIONS", "WHEELCHAIR_TEXT",
+           "derived_id", "term_id", "taxonomy_id", "translation_code", "translation_attributes",
+           "district_attributes", "weekly_intervals", "osm_from_weekly",
            "schedules", "taxonomies", "taxonomy_terms", "organization", "location", "service",
            "service_at_location", "page_header", "page", "api_info"]

@@ -24,6 +24,7 @@ from mapservice.search import SearchQuery
 from mapservice.store.base import approximate
 
 from .conftest import _clean, shared_data
+from .test_export import COMPARED  # the fields every export round trip must keep
 
 HSDS3 = "hsds3_examples_openreferral"
 HSDS1 = "hsds1_sample_datapackage_openreferral"
@@ -482,18 +483,20 @@ def test_weekly_schedules_from_opening_hours():
 
 
 def test_round_trip_demo_export_import(store, engine, tmp_path):
-    """demo -> export_hsds -> import into an empty database: the same resources."""
+    """demo -> export_hsds -> import into an empty database: the same resources, every field
+    the GeoJSON and CSV round trips compare (translations, Stadtteil and Bezirk included)."""
     load_demo(store)
-    fields = ("name", "description", "categories", "audiences", "languages", "opening_hours",
-              "cost", "wheelchair", "phone", "email", "website", "address", "postcode",
-              "organization", "location_confidential", "last_verified")
 
     def public(hit) -> dict[str, Any]:
-        return {**{f: hit.properties[f] for f in fields}, "lat": round(hit.lat, 6),
+        return {**{f: hit.properties[f] for f in COMPARED}, "lat": round(hit.lat, 6),
                 "lon": round(hit.lon, 6)}
 
     before = {h.properties["uid"]: public(h)
               for h in store.search(SearchQuery(limit=1000)).hits}
+    # The demo has something to lose: a round trip that dropped these would show.
+    assert sum(bool(r["translations"]) for r in before.values()) == 194
+    assert sum(bool(r["stadtteil"]) for r in before.values()) == 190
+    assert sum(bool(r["bezirk"]) for r in before.values()) == 194
     out = tmp_path / "demo-hsds.json"
     export_hsds(store, out)
     _clean(engine)
@@ -508,6 +511,97 @@ def test_round_trip_demo_export_import(store, engine, tmp_path):
     assert after == before
     again = run_import(store, out, ImportOptions(source="hsds-demo"))
     assert (again.unchanged, again.created, again.updated) == (194, 0, 0)
+
+
+# Translations (RTL scripts, a translated name) and districts, also of a confidential place.
+TRANSLATED = [
+    {"source_id": "t1", "name": "Beratungscafé", "description": "Offene Beratung.",
+     "lat": 53.5611, "lon": 9.9622, "address": "Beispielweg 1", "postcode": "20357",
+     "stadtteil": "Sternschanze", "bezirk": "Altona", "categories": ["counselling"],
+     "translations": {"ar": {"name": "مقهى الاستشارة", "description": "استشارة مفتوحة."},
+                      "fa": {"description": "مشاوره باز."},
+                      "en": {"name": "Counselling café", "description": "Open counselling."}}},
+    {"source_id": "t2", "name": "Schutzraum", "lat": 53.6, "lon": 10.05,
+     "location_confidential": True, "bezirk": "Wandsbek", "categories": ["crisis_help"],
+     "translations": {"uk": {"description": "Притулок."}}},
+]
+
+
+def test_translations_and_districts_are_attribute_values(store, engine, tmp_path):
+    """What HSDS 3.0 has no field for travels as attributes with a value: translations on the
+    service (term field:language of mapservice_translations), Stadtteil/Bezirk on the
+    service_at_location (mapservice_districts), the Bezirk also as the address's region. It
+    validates, and imports back into an empty database unchanged."""
+    store.upsert(TRANSLATED, source="t", changed_by="test")
+    before = {h.properties["uid"]: {f: h.properties[f] for f in COMPARED}
+              for h in store.search(SearchQuery()).hits}
+    out = tmp_path / "hsds.json"
+    assert export_hsds(store, out) == 2
+    services = {s["name"]: s for s in json.loads(out.read_text(encoding="utf-8"))["contents"]}
+    for service in services.values():
+        assert hsds_errors("service", service) == [], service["name"]
+
+    def values(attributes: list, taxonomy: str) -> dict[str, str]:
+        found = {a["taxonomy_term"]["code"]: a["value"] for a in attributes
+                 if a["taxonomy_term"]["taxonomy"] == taxonomy}
+        assert all(a["taxonomy_term"]["taxonomy_detail"]["name"] == taxonomy
+                   for a in attributes if a["taxonomy_term"]["taxonomy"] == taxonomy)
+        return found
+
+    cafe, shelter = services["Beratungscafé"], services["Schutzraum"]
+    assert values(cafe["attributes"], hsds.TRANSLATIONS) == {
+        "name:ar": "مقهى الاستشارة", "description:ar": "استشارة مفتوحة.",
+        "description:fa": "مشاوره باز.", "name:en": "Counselling café",
+        "description:en": "Open counselling."}
+    (sal,) = cafe["service_at_locations"]
+    assert values(sal["attributes"], hsds.DISTRICTS) == {"stadtteil": "Sternschanze",
+                                                         "bezirk": "Altona"}
+    assert {a["link_entity"] for a in sal["attributes"]} == {"service_at_location"}
+    assert sal["location"]["addresses"][0]["region"] == "Altona"
+    (hidden,) = shelter["service_at_locations"]
+    assert values(hidden["attributes"], hsds.DISTRICTS) == {"bezirk": "Wandsbek"}
+    assert "addresses" not in hidden["location"]
+
+    _clean(engine)
+    report = run_import(store, out, ImportOptions(source="back"))
+    assert (report.created, report.invalid, report.warnings) == (2, [], [])
+    with engine.connect() as conn:
+        source_ids = dict(conn.execute(text("SELECT uid, source_id FROM resource")).all())
+    after = {source_ids[h.properties["uid"]]: {f: h.properties[f] for f in COMPARED}
+             for h in store.search(SearchQuery()).hits}
+    assert after == before
+
+
+def test_property_attributes_of_a_file_and_a_foreign_region(tmp_path):
+    """Our property attributes are read from any HSDS file (districts also from the location);
+    another publisher's address region is no Bezirk; a malformed term is named, not guessed."""
+    def prop(taxonomy: str, code: str, value: Any, n: int) -> dict[str, Any]:
+        return {"id": f"p{n}", "value": value, "taxonomy_term": {
+            "id": f"x{n}", "code": code, "name": code, "taxonomy": taxonomy}}
+
+    foreign = one(tmp_path, location={"addresses": [{
+        "id": "a1", "address_1": "Beispielweg 1", "city": "Hamburg", "region": "MyRegion",
+        "state_province": "Hamburg", "postal_code": "20095", "country": "DE",
+        "address_type": "physical"}]})
+    assert not foreign.record.keys() & {"stadtteil", "bezirk", "translations"}
+    assert foreign.warnings == []
+
+    cand = one(tmp_path,
+               attributes=[prop(hsds.TRANSLATIONS, "description:ar", "نص", 1),
+                           prop(hsds.TRANSLATIONS, "Arabic", "نص", 2),
+                           prop(hsds.TRANSLATIONS, "name:tr", " ", 3)],
+               location={"attributes": [prop(hsds.DISTRICTS, "stadtteil", "Altstadt", 4),
+                                        prop(hsds.DISTRICTS, "bezirk", "Hamburg-Mitte", 5),
+                                        prop(hsds.DISTRICTS, "kreis", "Pinneberg", 6)]})
+    rec = cand.record
+    assert rec["translations"] == {"ar": {"description": "نص"}}
+    assert (rec["stadtteil"], rec["bezirk"]) == ("Altstadt", "Hamburg-Mitte")
+    warned = messages(cand.warnings)
+    assert "translation term code 'Arabic' is not field:language" in warned
+    assert "$.attributes[1].taxonomy_term.code" in warned
+    assert "translation name:tr has no value" in warned and "$.attributes[2].value" in warned
+    assert "district term code 'kreis'" in warned
+    assert len(cand.warnings) == 3  # no "not mapped to a category" for property terms
 
 
 def test_the_service_city_comes_from_the_settings(tmp_path, app):
