@@ -310,17 +310,20 @@ def init_app(app: Flask) -> None:
     app.before_request(_reject_nul)
 
     tiles = tile_origin(app.config["TILE_URL"])
-    csp = ("default-src 'self'; "
-           # folium writes the map set-up as inline scripts
-           "script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    # Scripts: files from this server, and inline only with the page's nonce (the map page
+    # marks Folium's set-up scripts with it; web.index). Styles stay 'unsafe-inline': Folium
+    # writes <style> blocks and Leaflet positions its panes with style attributes.
+    csp = ("default-src 'self'; script-src 'self'{nonce}; style-src 'self' 'unsafe-inline'; "
            f"img-src 'self' data: {tiles}; connect-src 'self'; font-src 'self'; "
-           "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+           "frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'")
 
     def _security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", csp)
+            nonce = g.get("csp_nonce")
+            response.headers.setdefault("Content-Security-Policy", csp.format(
+                nonce=f" 'nonce-{nonce}'" if nonce else ""))
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 

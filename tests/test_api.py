@@ -236,6 +236,27 @@ def test_security_headers(client):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_inline_scripts_run_only_by_the_pages_nonce(client):
+    import re
+
+    nonces = set()
+    for _ in range(2):
+        r = client.get("/")
+        policy = dict(part.strip().split(" ", 1) for part in
+                      r.headers["Content-Security-Policy"].split(";"))
+        script_src = policy["script-src"].split()
+        assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+        (nonce,) = [s[len("'nonce-"):-1] for s in script_src if s.startswith("'nonce-")]
+        page = r.get_data(as_text=True)
+        inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", page)
+        assert len(inline) >= 2 and all(f'nonce="{nonce}"' in attrs for attrs in inline)
+        assert not re.search(r"\son[a-z]+=", page)  # no inline event handlers either
+        nonces.add(nonce)
+    assert len(nonces) == 2  # a new nonce per response
+    docs = client.get("/api/v1/docs").headers["Content-Security-Policy"]
+    assert "nonce-" not in docs and "'unsafe-inline'" not in docs.split("script-src")[1].split(";")[0]
+
+
 def test_page_is_a_small_shell_and_names_demo_data(demo_client):
     r = demo_client.get("/?lang=en")
     assert len(r.data) < 30_000

@@ -38,6 +38,9 @@ def test_map_shows_demo_markers_without_foreign_requests(app, store, browser_con
     page = browser_context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    refused: list[str] = []  # Content-Security-Policy violations are reported on the console
+    page.on("console", lambda msg: refused.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
 
     def _route(route):
         requests.append(route.request.url)
@@ -56,6 +59,14 @@ def test_map_shows_demo_markers_without_foreign_requests(app, store, browser_con
         clusters = page.eval_on_selector_all(".marker-cluster", "els => els.length")
         notice = page.inner_text("#ms-demo-notice")
         page.screenshot(path=str(tmp_path / "map.png"))
+        assert refused == []  # the page's own scripts all run under its CSP
+        # a script injected without the page's nonce does not run
+        page.evaluate("""() => { const s = document.createElement('script');
+                                 s.textContent = 'window.injected = true';
+                                 document.body.appendChild(s); }""")
+        page.wait_for_timeout(200)
+        assert page.evaluate("() => window.injected === undefined")
+        assert any("Content Security Policy" in text for text in refused)
     assert errors == []
     assert shown > 0 and clusters > 0
     assert listed >= 150

@@ -12,6 +12,9 @@ from folium.plugins import MarkerCluster
 from jinja2 import Template
 
 
+_INLINE_SCRIPT = re.compile(r"<script>")
+
+
 def _vendor(path: str) -> str:
     return url_for("static", filename=f"vendor/{path}")
 
@@ -55,8 +58,10 @@ class ResourceLoader(MacroElement):
         self.options = dict(options)
 
 
-def build_map(config: Mapping[str, Any], client: Mapping[str, Any]) -> dict[str, str]:
-    """The map's head, body and script HTML, to be placed in ``map.html``."""
+def build_map(config: Mapping[str, Any], client: Mapping[str, Any], nonce: str
+              ) -> dict[str, str]:
+    """The map's head, body and script HTML, to be placed in ``map.html``; Folium's inline
+    scripts in the head carry ``nonce`` (the body's script is placed by the template)."""
     _use_vendored_assets()
     fmap = folium.Map(location=[config["MAP_CENTER_LAT"], config["MAP_CENTER_LON"]],
                       zoom_start=config["MAP_ZOOM"], tiles=None, control_scale=True,
@@ -73,4 +78,6 @@ def build_map(config: Mapping[str, Any], client: Mapping[str, Any]) -> dict[str,
     header = root.header.render()
     # Folium's viewport forbids zooming the page: keep pinch-zoom for people who need it.
     header = re.sub(r'<meta name="viewport"[^>]*>', "", header, flags=re.S)
+    # Inline scripts only (a script with src comes from 'self' and needs no nonce).
+    header = _INLINE_SCRIPT.sub(f'<script nonce="{nonce}">', header)
     return {"header": header, "html": root.html.render(), "script": root.script.render()}
