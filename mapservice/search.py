@@ -89,6 +89,7 @@ class SearchQuery:
     open_at: dt.datetime | None = None  # aware (Europe/Berlin): only resources open then
     districts: tuple[str, ...] = ()  # gazetteer names: Stadtteil or Bezirk equals one of them
     updated_since: dt.datetime | None = None  # aware (UTC): updated_at >= this
+    updated_before: dt.datetime | None = None  # aware (UTC): updated_at < this (OGC datetime)
     sort: str | None = None  # None: distance with near, else a stable internal order
     limit: int = 50
     offset: int = 0

@@ -226,7 +226,11 @@ def test_bbox_and_property_filters_match_the_api(client):
     ("wheelchair=maybe", "wheelchair"),
     ("cost=cheap", "cost"),
     ("near=53.5,10", "near"),
-    ("datetime=2024-01-01T00:00:00Z", "datetime"),
+    ("datetime=2024-13-01T00:00:00Z", "datetime"),
+    ("datetime=2024-05-02/2024-05-01", "datetime"),
+    ("datetime=2024-05-01/2024-05-02/2024-05-03", "datetime"),
+    ("datetime=..", "datetime"),
+    ("datetime=yesterday", "datetime"),
     ("colour=red", "colour"),
     ("f=xml", "f"),
 ])
@@ -237,6 +241,59 @@ def test_invalid_item_parameters_are_400(client, query, parameter):
     body = r.get_json()
     assert body["code"] == "InvalidParameterValue" and body["parameter"] == parameter
     assert body["description"] and body["status"] == 400
+
+
+def test_datetime_filters_by_the_last_change(client, store):
+    # OGC Core: datetime selects the features whose temporal property (here updated_at, shown
+    # as whole seconds in UTC) intersects the instant or interval
+    import datetime as dt
+
+    from sqlalchemy import select, update
+
+    from mapservice.models import Resource
+
+    base = dt.datetime(2025, 3, 30, 23, 30, 0, 250_000, tzinfo=dt.timezone.utc)
+    with store.session() as s, s.begin():
+        saved = dict(s.execute(select(Resource.id, Resource.updated_at)).all())
+        for rid in saved:  # one listing every 20 minutes, across a day boundary
+            s.execute(update(Resource).where(Resource.id == rid)
+                      .values(updated_at=base + dt.timedelta(minutes=20 * (rid % 12))))
+    try:
+        items = client.get(f"{ITEMS}?limit=1000").get_json()["features"]
+        changed = {f["id"]: f["properties"]["updated_at"] for f in items}
+        stamps = sorted(set(changed.values()))
+        assert len(stamps) == 12 and stamps[0] == "2025-03-30T23:30:00Z"
+
+        def ids(datetime: str) -> set[str]:
+            found, _pages = _collect(client, f"{ITEMS}?datetime={datetime}&limit=50")
+            return set(found)
+
+        def where(test) -> set[str]:
+            return {fid for fid, stamp in changed.items() if test(stamp)}
+
+        mid = stamps[5]
+        assert ids(mid) == where(lambda t: t == mid) != set()
+        assert ids(f"{stamps[2]}/{stamps[6]}") == where(lambda t: stamps[2] <= t <= stamps[6])
+        assert ids(f"../{mid}") == where(lambda t: t <= mid)
+        assert ids(f"{mid}/..") == ids(f"{mid}/") == where(lambda t: t >= mid)
+        assert ids("../..") == set(changed)
+        # a date is its whole day in Hamburg (CEST from 30 March: UTC+2): 31 March local
+        # runs from 2025-03-30T22:00Z to 2025-03-31T22:00Z
+        assert ids("2025-03-31") == where(lambda t: "2025-03-30T22:00:00Z" <= t
+                                          < "2025-03-31T22:00:00Z") == set(changed)
+        assert ids("2025-03-30") == set()
+        # with the offset written out, and combined with another filter and with updated_since
+        assert ids(mid.replace("Z", "+00:00").replace("+", "%2B")) == ids(mid)
+        library = {f["id"] for f in client.get(f"{ITEMS}?category=library&limit=1000"
+                                                ).get_json()["features"]}
+        both, _ = _collect(client, f"{ITEMS}?category=library&datetime=../{mid}&limit=50")
+        assert set(both) == library & where(lambda t: t <= mid)
+        later, _ = _collect(client, f"{ITEMS}?updated_since={stamps[8]}&datetime=../{mid}")
+        assert later == []
+    finally:
+        with store.session() as s, s.begin():
+            for rid, when in saved.items():
+                s.execute(update(Resource).where(Resource.id == rid).values(updated_at=when))
 
 
 @pytest.mark.parametrize("path", ["/ogc?colour=red", "/ogc/conformance?limit=5",

@@ -41,6 +41,7 @@ VALID = {
     "wheelchair": "yes", "open_now": "true", "open_at": "2025-05-06T17:30:00+02:00",
     "district": "Altona,st pauli", "updated_since": "2025-01-01", "sort": "name", "limit": "5",
     "offset": "0", "f": "json", "lang": "en", "bbox-crs": ogc.CRS84,
+    "datetime": "2025-01-01T00:00:00Z/..",
 }
 VALID_FOR = {"/api/v1/geocode": {"q": "22765"}}
 # parameters (or values: sort=distance) that only make sense with another

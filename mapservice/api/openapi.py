@@ -44,7 +44,7 @@ OGC_ITEMS_FORMATS = ("json", "geojson")
 # a name added there without an entry here fails the build of the document.
 OGC_PARAM_COMPONENTS = {
     "f": "ogc_f", "lang": "ogc_lang", "bbox": "ogc_bbox", "bbox-crs": "bbox_crs",
-    "limit": "ogc_limit", "offset": "offset", "category": "category", "audience": "audience",
+    "datetime": "ogc_datetime", "limit": "ogc_limit", "offset": "offset", "category": "category", "audience": "audience",
     "language": "language", "cost": "cost", "wheelchair": "wheelchair", "q": "q",
     "district": "district", "updated_since": "updated_since",
 }
@@ -234,6 +234,17 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
             "description": "The CRS of `bbox`: only CRS84 (the default).",
             "schema": {"type": "string", "format": "uri", "enum": [ogc.CRS84],
                        "default": ogc.CRS84},
+        },
+        "ogc_datetime": {
+            "name": "datetime", "in": "query", "required": False,
+            "description": "The features whose last change (`updated_at`, whole seconds in "
+                           "UTC) lies at an instant or within an interval, ends included: "
+                           "`2026-05-01T08:00:00Z` (that second), `2026-05-01` (that day, "
+                           "Hamburg time), `2026-05-01/2026-05-31`, `../2026-05-31` or "
+                           "`2026-05-01/..` (open ends as `..` or empty). A time without an "
+                           "offset is Hamburg time.",
+            "schema": {"type": "string", "maxLength": 100},
+            "example": "2026-05-01T00:00:00Z/..",
         },
         "ogc_limit": {
             "name": "limit", "in": "query", "required": False,

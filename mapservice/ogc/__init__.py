@@ -7,6 +7,7 @@ module only translates OGC's rules (clamped ``limit``, ``bbox-crs``, unknown par
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import Any, Iterable
@@ -19,7 +20,7 @@ from ..errors import InvalidParameter, MapserviceError, NotFound
 from ..geocode import default as default_gazetteer
 from ..geojson import feature, feature_collection, timestamp
 from ..http import json_response, problem_response, use_last_modified
-from ..search import SearchQuery, parse_search
+from ..search import SearchQuery, parse_datetime, parse_search
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
@@ -37,7 +38,8 @@ FILTERS = ("category", "audience", "language", "cost", "wheelchair", "q", "distr
            "updated_since")
 # Accepted on every path: the output format and the UI language of titles and messages.
 COMMON_PARAMS = ("f", "lang")
-ITEMS_PARAMS = (*COMMON_PARAMS, "bbox", "bbox-crs", "limit", "offset", *FILTERS)
+ITEMS_PARAMS = (*COMMON_PARAMS, "bbox", "bbox-crs", "datetime", "limit", "offset", *FILTERS)
+_HAS_TIME = re.compile(r"\d[Tt ]\d")
 _ID = re.compile(r"[A-Za-z0-9-]{1,36}")
 WORLD = (-180.0, -90.0, 180.0, 90.0)
 
@@ -190,8 +192,45 @@ def items_query() -> SearchQuery:
     args = MultiDict([(name, value) for name in ("bbox", "offset", *FILTERS)
                       for value in request.args.getlist(name)])
     args["limit"] = str(min(limit, max_size))
-    return parse_search(args, taxonomy=_ctx()["taxonomy"], default_limit=page_size,
-                        max_limit=max_size)
+    query = parse_search(args, taxonomy=_ctx()["taxonomy"], default_limit=page_size,
+                         max_limit=max_size)
+    since, before = _datetime_filter()
+    if since is not None and (query.updated_since is None or since > query.updated_since):
+        query = dataclasses.replace(query, updated_since=since)
+    if before is not None:
+        query = dataclasses.replace(query, updated_before=before)
+    return query
+
+
+def _datetime_filter() -> tuple[dt.datetime | None, dt.datetime | None]:
+    """OGC ``datetime`` (an instant, or an interval ``start/end`` with ``..`` or nothing for an
+    open end) on the resources' one temporal property, ``updated_at`` (their last change):
+    (since, before) in UTC, ``before`` exclusive. An instant or an end is the whole second it
+    names (the items show whole seconds), a date without a time the whole day (Hamburg time);
+    a time without an offset is Hamburg time."""
+    raw = _single("datetime")
+    if raw is None:
+        return None, None
+
+    def bound(text: str, end: bool) -> dt.datetime | None:
+        if text in ("", ".."):
+            return None
+        value = parse_datetime(text, "datetime", date_only_ok=True)
+        if end:
+            value += dt.timedelta(seconds=1) if _HAS_TIME.search(text) else dt.timedelta(days=1)
+        return value.astimezone(dt.timezone.utc)
+
+    start_raw, slash, end_raw = raw.partition("/")
+    if not slash:
+        if raw in ("", ".."):
+            raise InvalidParameter("datetime", _("an instant must be a date or a date-time"))
+        return bound(raw, False), bound(raw, True)
+    if "/" in end_raw:
+        raise InvalidParameter("datetime", _("an interval has one '/' between start and end"))
+    start, end = bound(start_raw, False), bound(end_raw, True)
+    if start is not None and end is not None and end <= start:
+        raise InvalidParameter("datetime", _("the interval ends before it starts"))
+    return start, end
 
 
 @bp.get("/collections/<collection_id>/items")

@@ -416,6 +416,8 @@ class Store:
                 params["text"] = value
         if query.updated_since is not None:
             params["updated_since"] = query.updated_since
+        if query.updated_before is not None:
+            params["updated_before"] = query.updated_before
         if query.open_at is not None:
             params["has_hours"] = True
         return params
@@ -447,6 +449,9 @@ class Store:
         if "updated_since" in params:
             where.append(r.updated_at >= bindparam("updated_since", params["updated_since"],
                                                    type_=DateTime(timezone=True)))
+        if "updated_before" in params:
+            where.append(r.updated_at < bindparam("updated_before", params["updated_before"],
+                                                  type_=DateTime(timezone=True)))
         if "has_hours" in params:
             where.append(r.opening_hours.is_not(None))  # no hours: never "open"
         return where
