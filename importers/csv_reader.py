@@ -133,8 +133,11 @@ class Columns:
     translations: list[tuple[str, str, str]]  # (header, language, field)
     unused: list[str]
 
-    def require(self, file: str, headers: Sequence[str], *, place: bool) -> None:
-        """Refuse a file that has no name column, or (``place``) no way to locate a row."""
+    def require(self, file: str, headers: Sequence[str], *, place: bool,
+                by_address: bool = False) -> None:
+        """Refuse a file that has no name column, or (``place``) no way to locate a row: no
+        coordinates, no postcode or district, and no address (``by_address``: the online
+        geocoder is on)."""
         problems = []
         listed = ", ".join(repr(h) for h in headers) or "none"
         if "name" not in self.fields:
@@ -147,10 +150,13 @@ class Columns:
                 given, missing = ("lat", "lon") if has_lat else ("lon", "lat")
                 problems.append(Problem(Where(file, field=missing), f"a {given} column but no "
                                         f"{missing} column; the columns are {listed}"))
-            elif not has_lat and not {"postcode", "stadtteil", "bezirk"} & set(self.fields):
+            elif not has_lat and not ({"postcode", "stadtteil", "bezirk"} & set(self.fields)
+                                      or (by_address and "address" in self.fields)):
+                also = (", and no address column for the online geocoder" if by_address
+                        else "")
                 problems.append(Problem(Where(file, field="lat/lon"), "no coordinate columns "
                                         "(lat/lon) and no postcode or Stadtteil column to place "
-                                        f"rows by; the columns are {listed}"))
+                                        f"rows by{also}; the columns are {listed}"))
         if problems:
             raise ImportFailed(problems)
 
@@ -621,7 +627,7 @@ class CsvReader:
                 raise ImportFailed([Problem(Where(file, field="header"), f"line 1: broken "
                                             f"CSV header: {exc}")]) from None
             columns = mapping.resolve(header)
-            columns.require(file, header, place=True)
+            columns.require(file, header, place=True, by_address=options.address_geocoding)
             mapper = RowMapper(mapping, columns)
             note = ([Problem(Where(file), f"columns not used: {', '.join(columns.unused)}")]
                     if columns.unused else [])

@@ -9,18 +9,27 @@ all valid records in one transaction or nothing:
   lists every problem with its file, row/feature number and field);
 - ``skip_invalid`` writes the valid records and reports the rest;
 - ``dry_run`` does all the work inside a transaction that is rolled back.
+
+A record without coordinates is placed by the ``geocoder`` given to :func:`run_import`:
+:func:`gazetteer_geocoder` (postcode, Stadtteil, Bezirk centroids, offline), or
+:func:`record_geocoder`, which adds the online geocoder for the street address when the
+settings switch it on. A record that cannot be placed is invalid; one the online geocoder failed
+on is invalid with the reason.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
-from mapservice.errors import MapserviceError
+from mapservice.errors import GeocoderUnavailable, MapserviceError
 from mapservice.store import Store
 from mapservice.store.base import BULK_THRESHOLD
 
 from . import validate as _validate
+
+if TYPE_CHECKING:
+    from mapservice.geocode import OnlineGeocoder
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ class ImportOptions:
     licence: str | None = None
     attribution: str | None = None
     region_bbox: tuple[float, float, float, float] | None = None
+    # Rows may be placed by their street address alone (the online geocoder is switched on).
+    address_geocoding: bool = False
     progress: Callable[[Iterable[Any], int | None, str], Iterable[Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -200,9 +211,31 @@ def reader_for(name: str) -> Reader:
                               f"{', '.join(READERS)}") from None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a geocoder put a record, and how (for the row's warning)."""
+
+    lat: float
+    lon: float
+    how: str
+
+
+class NotPlaced(Exception):
+    """A geocoder's reason why it could not place a record: the record's error."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field_name, message
+
+
+# What a geocoder returns: a (lat, lon) pair (placed at a postcode's or district's centroid), a
+# Placement, or None (nothing to place it by). It raises NotPlaced with its reason, or
+# GeocoderUnavailable when an online lookup failed.
+Geocoder = Callable[[dict[str, Any]], "tuple[float, float] | Placement | None"]
+
+
 def run_import(store: Store, path: Path, options: ImportOptions,
-               geocoder: Callable[[dict[str, Any]], tuple[float, float] | None] | None = None
-               ) -> ImportReport:
+               geocoder: Geocoder | None = None) -> ImportReport:
     """Import ``path`` into ``store``; see the module docstring for the rules."""
     path = Path(path)
     if not path.exists():
@@ -226,13 +259,26 @@ def run_import(store: Store, path: Path, options: ImportOptions,
         errors = list(cand.problems)
         rec = cand.record
         if not errors:
+            unplaced: Problem | None = None
             if rec.get("lat") is None or rec.get("lon") is None:
-                point = geocoder(rec) if geocoder else None
-                if point is not None:
+                try:
+                    point = geocoder(rec) if geocoder else None
+                except NotPlaced as exc:
+                    point, unplaced = None, Problem(cand.where.at(exc.field), exc.message)
+                except GeocoderUnavailable as exc:
+                    point = None
+                    unplaced = Problem(cand.where.at("address"), "no coordinates, and the "
+                                       f"address could not be geocoded: {exc.detail}")
+                if isinstance(point, Placement):
+                    rec["lat"], rec["lon"] = point.lat, point.lon
+                    report.warnings.append(Problem(cand.where, f"no coordinates; {point.how}"))
+                elif point is not None:
                     rec["lat"], rec["lon"] = point
                     report.warnings.append(Problem(cand.where, "no coordinates; placed at the "
                                                    "centroid of its postcode/district"))
             checked, errs, warns = _validate.record(rec, cand.where, options.region_bbox)
+            if unplaced is not None:  # the reason replaces validate's "no coordinates"
+                errs = [unplaced, *(e for e in errs if e.where.field != "lat/lon")]
             errors += errs
             report.warnings.extend(warns)
             sid = str(rec.get("source_id") or "")
@@ -278,7 +324,6 @@ def run_import(store: Store, path: Path, options: ImportOptions,
     return report
 
 
-
 def gazetteer_geocoder(rec: dict[str, Any]) -> tuple[float, float] | None:
     """Place a record without coordinates at its postcode's or district's centroid, from the
     offline gazetteer (never the network)."""
@@ -291,3 +336,55 @@ def gazetteer_geocoder(rec: dict[str, Any]) -> tuple[float, float] | None:
             if point is not None:
                 return point
     return None
+
+
+def record_geocoder(online: OnlineGeocoder | None, city: str | None = None) -> Geocoder:
+    """The geocoder of an import run: the gazetteer first; when it cannot place a record and
+    ``online`` is given (the settings switched the online geocoder on), the record's street
+    address (``address``, then ``postcode`` and ``city``, the service's city unless the address
+    names one after a comma) goes to the online geocoder, and its best match in the service
+    region places the record. No match: the record is invalid, naming the query.
+
+    Never sent: a record without a street address, and a confidential location (a shelter's
+    address must not leave the server; the record stays invalid until the file gives its
+    point). After three failed lookups in a row the run stops asking and reports the remaining
+    records unplaced with the last failure, instead of waiting out a timeout per row.
+    """
+    if online is None:
+        return gazetteer_geocoder
+    failures: list[GeocoderUnavailable] = []
+
+    def place(rec: dict[str, Any]) -> tuple[float, float] | Placement | None:
+        point = gazetteer_geocoder(rec)
+        if point is not None:
+            return point
+        street = str(rec.get("address") or "").strip()
+        if not street:
+            return None
+        if rec.get("location_confidential"):
+            raise NotPlaced("lat/lon", "no coordinates, and a confidential location's address "
+                            "is not sent to the online geocoder: give its coordinates")
+        if len(failures) >= _MAX_ONLINE_FAILURES:
+            raise GeocoderUnavailable(f"the online geocoder is not asked again in this run "
+                                      f"after {len(failures)} failures in a row (last: "
+                                      f"{failures[-1].detail})")
+        town = " ".join(filter(None, (str(rec.get("postcode") or "").strip(),
+                                      "" if "," in street else (city or "").strip())))
+        query = ", ".join(filter(None, (street, town)))
+        try:
+            found = online.geocode(query)
+        except GeocoderUnavailable as exc:
+            failures.append(exc)
+            raise
+        failures.clear()
+        if not found:
+            raise NotPlaced("address", f"no coordinates, and neither the gazetteer nor the "
+                            f"online geocoder found {query!r} in the service region")
+        best = found[0]
+        return Placement(best["lat"], best["lon"], f"placed by the online geocoder at "
+                         f"{best['name']!r} (asked for {query!r})")
+
+    return place
+
+
+_MAX_ONLINE_FAILURES = 3

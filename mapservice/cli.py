@@ -65,22 +65,31 @@ def _progress(iterable, total, label):
 def import_(path: Path, fmt: str | None, source: str | None, mapping: Path | None,
             crs: str | None, licence: str | None, attribution: str | None, dry_run: bool,
             skip_invalid: bool, archive_missing: bool, as_json: bool) -> None:
-    """Import resources from PATH (CSV, GIS vector file, OSM, Overpass JSON, HSDS)."""
+    """Import resources from PATH (CSV, GIS vector file, OSM, Overpass JSON, HSDS).
+
+    Records without coordinates are placed by the offline gazetteer (postcode, Stadtteil,
+    Bezirk); when MAPSERVICE_GEOCODER switches the online geocoder on, those it cannot place
+    are looked up by their street address there (the address is sent to that server).
+    """
     import json
 
     from importers import ImportFailed, ImportOptions, run_import
-    from importers.pipeline import gazetteer_geocoder
+    from importers.pipeline import record_geocoder
 
+    from . import geocode
     from .errors import MapserviceError
 
     region = tuple(float(v) for v in current_app.config["REGION_BBOX"].split(","))
-    options = ImportOptions(
-        source=source or path.name.split(".")[0], format=fmt, mapping=mapping, crs=crs,
-        dry_run=dry_run, skip_invalid=skip_invalid, archive_missing=archive_missing,
-        licence=licence, attribution=attribution, region_bbox=region,  # type: ignore[arg-type]
-        progress=_progress)
     try:
-        report = run_import(_store(), path, options, geocoder=gazetteer_geocoder)
+        online = geocode.online(current_app.config)
+        options = ImportOptions(
+            source=source or path.name.split(".")[0], format=fmt, mapping=mapping, crs=crs,
+            dry_run=dry_run, skip_invalid=skip_invalid, archive_missing=archive_missing,
+            licence=licence, attribution=attribution,
+            region_bbox=region,  # type: ignore[arg-type]
+            address_geocoding=online is not None, progress=_progress)
+        geocoder = record_geocoder(online, city=current_app.config["REGION_CITY"])
+        report = run_import(_store(), path, options, geocoder=geocoder)
     except ImportFailed as exc:
         click.echo(f"import aborted: {exc.detail}", err=True)
         sys.exit(2)

@@ -37,3 +37,11 @@ class InvalidParameter(MapserviceError):
 class NotFound(MapserviceError):
     status = 404
     title = "Not found"
+
+
+class GeocoderUnavailable(MapserviceError):
+    """The online geocoder gave no usable answer: unreachable, too slow, an error status or a
+    reply that is not Nominatim's JSON."""
+
+    status = 503
+    title = "Geocoder unavailable"

@@ -1,13 +1,28 @@
-"""The offline gazetteer: Hamburg postcodes, Stadtteile and Bezirke (``data/gazetteer/*.csv``).
+"""Geocoding: the offline gazetteer first, an online geocoder only when the settings ask for it.
 
-It answers "where is 22767 / Ottensen / eimsbuettel?" without any network request, and it is
-the list of district names that ``district=`` accepts. Names are compared folded
-(``search.fold``: case, accents and ä/ae, ö/oe, ü/ue, ß/ss do not matter; "Sankt" = "St.";
-spaces and punctuation are ignored). Four Stadtteile share their name with their Bezirk
-(Bergedorf, Eimsbüttel, Harburg, Wandsbek): a lookup returns both.
+**The gazetteer** (``data/gazetteer/*.csv``: Hamburg postcodes, Stadtteile and Bezirke) answers
+"where is 22767 / Ottensen / eimsbuettel?" without any network request, and it is the list of
+district names that ``district=`` accepts. Names are compared folded (``search.fold``: case,
+accents and ä/ae, ö/oe, ü/ue, ß/ss do not matter; "Sankt" = "St."; spaces and punctuation are
+ignored). Four Stadtteile share their name with their Bezirk (Bergedorf, Eimsbüttel, Harburg,
+Wandsbek): a lookup returns both. It is read once per process (:func:`default`).
 
-The gazetteer is read once per process (:func:`default`). There is no online geocoder: street
-addresses are not resolved here.
+**The online geocoder** (:class:`OnlineGeocoder`, Nominatim through geopy) resolves street
+addresses. It is **off by default** (setting ``GEOCODER`` empty): then nothing here ever opens a
+connection. When it is on (``GEOCODER=nominatim``), ``/api/v1/geocode`` asks it for a query the
+gazetteer does not find, and ``mapservice import`` for a row without coordinates that the
+gazetteer cannot place. What leaves the server then is the query text (what a user typed, or an
+imported row's street, postcode and city), sent to the host of ``GEOCODER_URL`` with this
+deployment's ``GEOCODER_USER_AGENT``; never a user's IP address, cookies or other fields.
+Answers are restricted to the service region (``REGION_BBOX`` as a bounded viewbox,
+``REGION_COUNTRY`` as country code) and cached per process (LRU). Requests are paced to one per
+``GEOCODER_MIN_DELAY_S`` (default 1 s) per process, as the public server's usage policy
+(https://operations.osmfoundation.org/policies/nominatim/) demands: at most 1 request/s, an
+identifying User-Agent (startup refuses the public server without one naming a contact), no
+bulk geocoding of large files, no autocomplete, and the ODbL attribution of OSM data (each
+result carries it). Each worker process keeps its own pace: for more than light traffic, use a
+self-hosted Nominatim. A failed request (unreachable, timeout, error status, a reply that is not
+Nominatim's JSON) raises :class:`~mapservice.errors.GeocoderUnavailable` (HTTP 503).
 """
 from __future__ import annotations
 
@@ -17,10 +32,14 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+from urllib.parse import urlsplit
 
+from . import __version__
+from .errors import GeocoderUnavailable
 from .paths import DATA_DIR
 from .search import fold
+from .settings import SettingError, check_geocoder
 
 GAZETTEER_DIR = DATA_DIR / "gazetteer"
 LEVELS = ("bezirk", "stadtteil")
@@ -168,4 +187,123 @@ def centroid(value: str) -> tuple[float, float] | None:
     return best.lat, best.lon
 
 
-__all__ = ["Gazetteer", "Place", "Postcode", "centroid", "default", "name_key"]
+# ---- the online geocoder -----------------------------------------------------------------
+_ONLINE_LIMIT = 5  # results per query
+_ONLINE_CACHE = 512  # answers kept per process
+
+
+class OnlineGeocoder:
+    """Nominatim's ``/search`` through geopy, restricted to the service region, paced to one
+    request per ``min_delay_s`` and cached (LRU) per process.
+
+    ``geocode`` gives results shaped like the gazetteer's: ``{"type": "address", "name":
+    display name, "lat", "lon", "attribution": the server's licence note}``. ``url`` is the
+    server's base URL (``/search`` is appended; a path prefix is kept).
+    """
+
+    def __init__(self, *, url: str, user_agent: str, timeout_s: float, min_delay_s: float,
+                 region_bbox: tuple[float, float, float, float], country: str,
+                 cache_size: int = _ONLINE_CACHE) -> None:
+        # Imported here: only a deployment that switches the geocoder on loads geopy.
+        from geopy.adapters import URLLibAdapter
+        from geopy.extra.rate_limiter import RateLimiter
+        from geopy.geocoders import Nominatim
+
+        parts = urlsplit(url)
+        self.host = parts.netloc
+        self.timeout_s = timeout_s
+        self.region = region_bbox
+        self.country = country.strip().lower()
+        # urllib, not requests: the same client whether or not requests happens to be installed.
+        nominatim = Nominatim(user_agent=user_agent, timeout=timeout_s,
+                              domain=parts.netloc + parts.path.rstrip("/"), scheme=parts.scheme,
+                              adapter_factory=URLLibAdapter)
+        # No retries: a web request must not wait for them, and an import reports the row.
+        self._search = RateLimiter(nominatim.geocode, min_delay_seconds=min_delay_s,
+                                   max_retries=0, swallow_exceptions=False)
+        # Failures raise and so are never cached: the next call asks again.
+        self._cached = lru_cache(maxsize=cache_size)(self._lookup)
+
+    def geocode(self, query: str) -> list[dict[str, Any]]:
+        """Addresses in the service region matching ``query``, best first; [] when none.
+
+        Raises :class:`GeocoderUnavailable` when the server gives no usable answer.
+        """
+        text = " ".join(query.split())
+        if len(name_key(text)) < _MIN_PREFIX:  # too little to look up; nothing is sent
+            return []
+        return [dict(item) for item in self._cached(text)]
+
+    def _lookup(self, text: str) -> tuple[dict[str, Any], ...]:
+        from geopy import exc as geopy_errors
+
+        minlon, minlat, maxlon, maxlat = self.region
+        try:
+            found = self._search(text, exactly_one=False, limit=_ONLINE_LIMIT,
+                                 viewbox=[(minlat, minlon), (maxlat, maxlon)], bounded=True,
+                                 country_codes=self.country or None)
+        except (geopy_errors.GeopyError, ValueError, TypeError, KeyError,
+                AttributeError) as exc:
+            raise GeocoderUnavailable(f"the online geocoder {self._cause(exc)}") from None
+        results = []
+        for location in found or ():
+            lat, lon = location.latitude, location.longitude
+            # bounded=1 already restricts the answer; a server that ignores it must not put
+            # a point outside the region on the map.
+            if lat is None or lon is None or not (minlon <= lon <= maxlon
+                                                  and minlat <= lat <= maxlat):
+                continue
+            raw = location.raw if isinstance(location.raw, dict) else {}
+            results.append({"type": "address", "name": location.address or text,
+                            "lat": lat, "lon": lon,
+                            "attribution": str(raw["licence"]) if raw.get("licence") else None})
+        return tuple(results)
+
+    def _cause(self, exc: Exception) -> str:
+        """What went wrong, in words. geopy's classes alone mislead (its HTTP 503 is a
+        "timeout", a refused connection a "service error"): look at what it wraps."""
+        from geopy import exc as geopy_errors
+        from geopy.adapters import AdapterHTTPError
+
+        wrapped = exc.__cause__ or exc.__context__
+        if isinstance(wrapped, AdapterHTTPError):
+            return f"answered with an error: HTTP {wrapped.status_code}"
+        if isinstance(exc, geopy_errors.GeocoderTimedOut):
+            return f"did not answer within {self.timeout_s:g} s"
+        if isinstance(exc, geopy_errors.GeocoderUnavailable) or isinstance(wrapped, OSError):
+            reason = getattr(wrapped, "reason", None) or wrapped or exc
+            return f"could not be reached: {reason}"
+        if isinstance(exc, geopy_errors.GeopyError) \
+                and not isinstance(exc, geopy_errors.GeocoderParseError):
+            return f"failed: {exc}"
+        return "answered with something that is not Nominatim's search JSON"
+
+
+def online(config: Mapping[str, Any]) -> OnlineGeocoder | None:
+    """The online geocoder the settings in ``config`` ask for; None when it is off (the
+    default). One instance per configuration and process: its pace and cache are shared."""
+    if not str(config.get("GEOCODER") or "").strip():
+        return None
+    return _online(*(str(config[name]) for name in (
+        "GEOCODER", "GEOCODER_URL", "GEOCODER_USER_AGENT", "GEOCODER_TIMEOUT_S",
+        "GEOCODER_MIN_DELAY_S", "REGION_BBOX", "REGION_COUNTRY")))
+
+
+@lru_cache(maxsize=8)
+def _online(name: str, url: str, user_agent: str, timeout_s: str, min_delay_s: str,
+            region_bbox: str, country: str) -> OnlineGeocoder:
+    check_geocoder({"GEOCODER": name, "GEOCODER_URL": url, "GEOCODER_USER_AGENT": user_agent,
+                    "GEOCODER_TIMEOUT_S": timeout_s, "GEOCODER_MIN_DELAY_S": min_delay_s})
+    try:
+        minlon, minlat, maxlon, maxlat = (float(v) for v in region_bbox.split(","))
+    except ValueError:
+        raise SettingError(f"MAPSERVICE_REGION_BBOX: expected minlon,minlat,maxlon,maxlat, "
+                           f"got {region_bbox!r}") from None
+    return OnlineGeocoder(url=url.strip(), user_agent=user_agent.strip()
+                          or f"mapservice/{__version__}", timeout_s=float(timeout_s),
+                          min_delay_s=float(min_delay_s),
+                          region_bbox=(minlon, minlat, maxlon, maxlat), country=country)
+
+
+__all__ = ["Gazetteer", "OnlineGeocoder", "Place", "Postcode", "centroid", "default",
+           "name_key", "online"]

@@ -11,6 +11,7 @@ import datetime as dt
 import gc
 import gzip
 import logging
+import re
 from typing import Iterable
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -74,6 +75,8 @@ def _wants_problem() -> bool:
 # URL standard's path-segment and query sets, plus "%" for what is already escaped).
 _PATH_SAFE = "!$&'()*+,/:;=@%"
 _QUERY_SAFE = "!$&'()*+,/:;=?@%"
+# A query string that quoting would leave as it is (the usual case: clients escape).
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,/:;=?@%]*")
 
 
 def request_url(query: Iterable[tuple[str, str]] | None = None) -> str:
@@ -86,8 +89,10 @@ def request_url(query: Iterable[tuple[str, str]] | None = None) -> str:
     base = (f"{request.scheme}://{request.host}"
             f"{quote(request.script_root + request.path, safe=_PATH_SAFE)}")
     if query is None:
-        raw = request.query_string.decode("latin-1")
-        return f"{base}?{quote(raw, safe=_QUERY_SAFE)}" if raw else base
+        raw = request.environ.get("QUERY_STRING", "")
+        if not _PLAIN_QUERY.fullmatch(raw):  # e.g. spaces or non-ASCII sent unescaped
+            raw = quote(raw.encode("latin-1"), safe=_QUERY_SAFE)
+        return f"{base}?{raw}" if raw else base
     encoded = urlencode(list(query))
     return f"{base}?{encoded}" if encoded else base
 

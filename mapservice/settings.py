@@ -6,12 +6,16 @@ overrides them for tests. The README's configuration table lists all of them (a 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 PREFIX = "MAPSERVICE_"
+GEOCODERS = ("nominatim",)
+PUBLIC_NOMINATIM = "https://nominatim.openstreetmap.org"
 
 
 def _bool(value: str) -> bool:
@@ -71,6 +75,25 @@ SETTINGS: tuple[Setting, ...] = (
             "memory mapping instead of read calls (`PRAGMA mmap_size`; faster searches on a large "
             "file); 0: off (e.g. on a network file system).", int),
     Setting("WORKERS", 2, "Number of gunicorn worker processes for `mapservice serve`.", int),
+    Setting("GEOCODER", "", "Online geocoder for street addresses, asked only when the offline "
+            "gazetteer finds nothing (`/api/v1/geocode`, CSV rows without coordinates). Empty: "
+            "off, no request leaves the server. `nominatim`: Nominatim (via geopy) at "
+            "`MAPSERVICE_GEOCODER_URL`; the query text (a user's search, an imported row's "
+            "street, postcode and city) is then sent to that host."),
+    Setting("GEOCODER_URL", PUBLIC_NOMINATIM, "Base URL of the Nominatim server (`/search` is "
+            "appended). The public server's usage policy: at most 1 request/s, an identifying "
+            "User-Agent, no bulk geocoding of large files, no autocomplete, ODbL attribution. "
+            "For more, run your own Nominatim and name it here."),
+    Setting("GEOCODER_USER_AGENT", "", "User-Agent of the geocoder's requests. Empty: "
+            "`mapservice/VERSION`, allowed for a self-hosted server only: with the public "
+            "server the app refuses to start unless it names this deployment and a contact "
+            "(a URL or e-mail address), like `mapservice (+https://map.example.org; "
+            "admin@example.org)` with your own site and address in place of example.org."),
+    Setting("GEOCODER_TIMEOUT_S", 3.0, "Longest wait for one answer of the online geocoder "
+            "(s); then the API answers 503 and an import reports the row.", float),
+    Setting("GEOCODER_MIN_DELAY_S", 1.0, "Least time between two requests to the online "
+            "geocoder (s), per process: each worker keeps its own pace. At least 1 for the "
+            "public server.", float),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -97,7 +120,9 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def resolve(values: dict[str, Any]) -> dict[str, Any]:
-    """Fill the settings whose default depends on others (database file, secret key)."""
+    """Check the settings that depend on each other and fill those whose default depends on
+    others (database file, secret key)."""
+    check_geocoder(values)
     instance = Path(values["INSTANCE_DIR"]).resolve()
     if not values["DATABASE_URL"]:
         instance.mkdir(parents=True, exist_ok=True)
@@ -105,6 +130,54 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
     if not values["SECRET_KEY"]:
         values["SECRET_KEY"] = _instance_secret(instance)
     return values
+
+
+# A contact the operators of the public server can reach: a URL or an e-mail address, and
+# not one of the reserved example domains.
+_CONTACT = re.compile(r"https?://[^\s/;)]+\.[^\s/;)]+|[^\s@;(<]+@[^\s@;)>]+\.[a-z]{2,}", re.I)
+_PLACEHOLDER = re.compile(r"\bexample\.(?:org|com|net)\b", re.I)
+
+
+def check_geocoder(values: Mapping[str, Any]) -> None:
+    """Refuse geocoder settings that cannot work, or that would break the public Nominatim
+    server's usage policy (an identifying User-Agent, at most 1 request/s)."""
+    name = str(values.get("GEOCODER") or "").strip().lower()
+    if not name:
+        return
+    if name not in GEOCODERS:
+        raise SettingError(f"{PREFIX}GEOCODER: unknown geocoder {name!r}; allowed: "
+                           f"{', '.join(GEOCODERS)}, or empty (off)")
+    url = str(values.get("GEOCODER_URL") or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment:
+        raise SettingError(f"{PREFIX}GEOCODER_URL: expected the server's base URL, "
+                           f"http(s)://host[/path], got {url!r}")
+    numbers = {}
+    for key in ("GEOCODER_TIMEOUT_S", "GEOCODER_MIN_DELAY_S"):
+        try:
+            numbers[key] = float(values.get(key, BY_NAME[key].default))
+        except (TypeError, ValueError):
+            raise SettingError(f"{PREFIX}{key}: expected a number of seconds, got "
+                               f"{values.get(key)!r}") from None
+    if not numbers["GEOCODER_TIMEOUT_S"] > 0:
+        raise SettingError(f"{PREFIX}GEOCODER_TIMEOUT_S: must be more than 0")
+    if not numbers["GEOCODER_MIN_DELAY_S"] >= 0:
+        raise SettingError(f"{PREFIX}GEOCODER_MIN_DELAY_S: must not be negative")
+    if parts.hostname == urlsplit(PUBLIC_NOMINATIM).hostname:
+        agent = str(values.get("GEOCODER_USER_AGENT") or "").strip()
+        if not _CONTACT.search(agent) or _PLACEHOLDER.search(agent):
+            given = f"got {agent!r}" if agent else "none is set"
+            raise SettingError(
+                f"{PREFIX}GEOCODER_USER_AGENT: the public Nominatim server's usage policy "
+                "requires a User-Agent that identifies this deployment, with a contact (a URL "
+                "or e-mail address), like 'mapservice (+https://map.example.org; "
+                "admin@example.org)' with your own site and address in place of example.org; "
+                f"{given}. Or set {PREFIX}GEOCODER_URL to your own Nominatim, or leave "
+                f"{PREFIX}GEOCODER empty (off).")
+        if numbers["GEOCODER_MIN_DELAY_S"] < 1:
+            raise SettingError(f"{PREFIX}GEOCODER_MIN_DELAY_S: the public Nominatim server "
+                               "allows at most 1 request/s: must be at least 1")
 
 
 def _instance_secret(instance: Path) -> str:

@@ -13,6 +13,7 @@ from ..search import parse_search, parse_text
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 FORMATS = {"geojson": "application/geo+json", "json": "application/json", "csv": "text/csv"}
+_BY_MIMETYPE = {mimetype: name for name, mimetype in FORMATS.items()}
 
 
 def _ctx() -> dict:
@@ -34,10 +35,13 @@ def _format() -> str:
         if f not in FORMATS:
             raise InvalidParameter("f", f"unknown format {f!r}; allowed: {', '.join(FORMATS)}")
         return f
+    g.negotiated = True
+    accept = request.environ.get("HTTP_ACCEPT", "*/*").strip()
+    if accept in ("", "*/*"):  # most clients: no need to parse it
+        return "geojson"
     best = request.accept_mimetypes.best_match(list(FORMATS.values()),
                                                default=FORMATS["geojson"])
-    g.negotiated = True
-    return {v: k for k, v in FORMATS.items()}[best]
+    return _BY_MIMETYPE[best]
 
 
 @bp.get("/resources")
@@ -130,12 +134,19 @@ def districts() -> Response:
 
 @bp.get("/geocode")
 def geocode_place() -> Response:
-    """A postcode, Stadtteil or Bezirk -> coordinates, from the offline gazetteer."""
+    """A postcode, Stadtteil or Bezirk -> coordinates, from the offline gazetteer; a query it
+    does not find goes to the online geocoder when the settings switch one on (a failure
+    there is a 503 naming the cause)."""
     _only("q")
     text = parse_text(_single("q"))
     if text is None:
         raise InvalidParameter("q", "is missing or empty: give a postcode, Stadtteil or Bezirk")
-    return json_response({"query": text, "results": geocode.default().geocode(text)})
+    results = geocode.default().geocode(text)
+    if not results:
+        online = geocode.online(current_app.config)
+        if online is not None:
+            results = online.geocode(text)
+    return json_response({"query": text, "results": results})
 
 
 # The OpenAPI document (/openapi.json) and its reference page (/docs) register on ``bp``.

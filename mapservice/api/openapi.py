@@ -50,8 +50,9 @@ OGC_PARAM_COMPONENTS = {
 }
 TAGS = (
     ("Resources", "Search and read the published resources (GeoJSON, JSON, CSV)."),
-    ("Lookups", ("The taxonomy, the districts and an offline geocoder for postcodes and "
-                 "place names.")),
+    ("Lookups", ("The taxonomy, the districts and a geocoder for postcodes and place names "
+                 "(offline; street addresses only where the operator switched an online "
+                 "geocoder on).")),
     ("OGC API – Features", ("The same resources as OGC API – Features, Part 1: Core with "
                             "GeoJSON (conformance classes `core`, `geojson`, `oas30`), for QGIS, "
                             "GDAL/OGR and other GIS clients. OGC's rules apply here: a `limit` "
@@ -191,9 +192,11 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
             "description": "A five-digit Hamburg postcode (also inside a text such as `20095 "
                            "Hamburg`), or a Stadtteil or Bezirk name (or its first three or "
                            "more letters). Street addresses and organisation names are not "
-                           "resolved (an address without a postcode, or an organisation, "
-                           "finds nothing); search organisations with `q` of "
-                           "`/api/v1/resources`.",
+                           "resolved by the gazetteer (an address without a postcode, or an "
+                           "organisation, finds nothing there); search organisations with `q` "
+                           "of `/api/v1/resources`. Only where the operator has switched the "
+                           "online geocoder on (off by default) is a `q` the gazetteer does "
+                           "not find sent to it, as typed.",
             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH},
             "example": "22765",
         },
@@ -331,7 +334,8 @@ def _place(level: str, description: str, *fields: str) -> dict[str, Any]:
     string = {"type": "string", "minLength": 1}
     members: dict[str, Any] = {
         "type": {"type": "string", "enum": [level],
-                 "description": "What kind of place: `bezirk`, `stadtteil` or `postcode`."},
+                 "description": "What kind of place: `bezirk`, `stadtteil`, `postcode` or "
+                                "`address` (from the online geocoder)."},
         "id": {**string, "description": "Official number (Bezirk `02`, Stadtteil `0201`)."},
         "name": string,
         "bezirk": {**string, "description": "The Bezirk it lies in."},
@@ -345,6 +349,9 @@ def _place(level: str, description: str, *fields: str) -> dict[str, Any]:
                  "description": "`[minlon, minlat, maxlon, maxlat]`"},
         "stadtteile": {"type": "array", "items": _ref("schemas", "Stadtteil"),
                        "description": "Its Stadtteile, by name."},
+        "attribution": _nullable({"type": "string", "description": "The licence note the "
+                                  "geocoding server sent (OSM data: ODbL; show it with the "
+                                  "result)."}),
     }
     return {"type": "object", "description": description, "required": list(fields),
             "additionalProperties": False, "properties": {f: members[f] for f in fields}}
@@ -463,6 +470,10 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
         "Postcode": _place("postcode", "A postcode area: its centre, its (main) Stadtteil and "
                                        "its Bezirk; `name` is the postcode.",
                            "type", "name", "postcode", "lat", "lon", "stadtteil", "bezirk"),
+        "Address": _place("address", "An address found by the online geocoder (only where the "
+                                     "operator has switched it on); `name` is the server's "
+                                     "display name, `lat`/`lon` its point.",
+                          "type", "name", "lat", "lon", "attribution"),
         "District": _place("bezirk", "A Bezirk with its Stadtteile.",
                            "type", "id", "name", "lat", "lon", "bbox", "stadtteile"),
         "Districts": {
@@ -475,11 +486,12 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
                 "query": {**string, "description": "`q` as understood (spaces normalised)."},
                 "results": {"type": "array", "items": {
                     "oneOf": [_ref("schemas", name)
-                              for name in ("Postcode", "Stadtteil", "Bezirk")],
+                              for name in ("Postcode", "Stadtteil", "Bezirk", "Address")],
                     "discriminator": {"propertyName": "type", "mapping": {
                         "postcode": "#/components/schemas/Postcode",
                         "stadtteil": "#/components/schemas/Stadtteil",
-                        "bezirk": "#/components/schemas/Bezirk"}}}}}},
+                        "bezirk": "#/components/schemas/Bezirk",
+                        "address": "#/components/schemas/Address"}}}}}},
         # ---- OGC API – Features ---------------------------------------------------------------
         "OgcLandingPage": {
             "type": "object", "required": ["title", "description", "links"],
@@ -805,14 +817,23 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 _ok("The districts: `{\"districts\": [Bezirk with \"stadtteile\": "
                     "[Stadtteil, ...]], ...]}`.",
                     {JSON: {"schema": _ref("schemas", "Districts")}}))},
-            f"{API}/geocode": {"get": _operation(
+            f"{API}/geocode": {"get": {**(geocode_op := _operation(
                 "geocode", lookup, "Find a place",
                 "A postcode, Stadtteil or Bezirk to coordinates, from the offline gazetteer "
                 "(no request leaves the server). Each result says what it is in `type` "
-                "(`postcode`, `stadtteil` or `bezirk`). Street addresses are not resolved: "
-                "only a postcode in them is. No match is an empty list.", ["geocode_q"],
+                "(`postcode`, `stadtteil`, `bezirk` or `address`). Street addresses are not "
+                "resolved by default: only a postcode in them is. The operator may switch on "
+                "an online geocoder (Nominatim; off by default): then a `q` the gazetteer does "
+                "not find is sent, as typed, to the configured server, and its matches within "
+                "the service region come back as `address` results with the server's licence "
+                "note in `attribution`. No match is an empty list.", ["geocode_q"],
                 _ok("Matching places, best first.",
-                    {JSON: {"schema": _ref("schemas", "GeocodeResults")}}))},
+                    {JSON: {"schema": _ref("schemas", "GeocodeResults")}}))),
+                "responses": {**geocode_op["responses"], "503": {
+                    "description": "The online geocoder (only where it is switched on) did "
+                                   "not answer in time, could not be reached or answered with "
+                                   "an error; `detail` names the cause.",
+                    "content": {PROBLEM_JSON: {"schema": _ref("schemas", "Problem")}}}}}},
             **_ogc_paths(),
             **_hsds_paths(),
             f"{API}/openapi.json": {"get": _operation(
