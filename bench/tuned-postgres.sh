@@ -15,6 +15,12 @@ mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
 as_pg() { (cd / && runuser -u postgres -- "$@"); }
 case "${1:-}" in
 start)
+    url="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+    if psql -w -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1
+    then
+        echo "$url"  # already running (e.g. started from another checkout)
+        exit 0
+    fi
     mkdir -p "$dir"
     chown postgres "$dir"
     if [ ! -f "$dir/data/PG_VERSION" ]; then
@@ -28,7 +34,7 @@ start)
             -c effective_cache_size=$((mem_kb / 2))kB -c max_wal_size=4GB \
             -c random_page_cost=1.1" >/dev/null
     fi
-    echo "postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+    echo "$url"
     ;;
 stop)
     as_pg "$bindir/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
