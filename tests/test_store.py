@@ -266,3 +266,30 @@ def test_postgis_plans_bbox_searches_with_their_box_but_prepares_nearest(_postgi
     engine.dispose()
     assert any("<->" in s for s in prepared), prepared  # nearest-k: prepared
     assert not any("ST_MakeEnvelope" in s for s in prepared), prepared  # bbox: never
+
+
+def test_sphere_to_ellipsoid_bound_holds_in_postgis(_postgis_engine):
+    # PostGIS nearest-k finds its reach on the sphere (half the cost) and widens it by
+    # SPHERE_TO_ELLIPSOID; the bound must hold for any pair of points, poles included
+    from sqlalchemy import text
+
+    from mapservice.store.postgis import SPHERE_TO_ELLIPSOID
+
+    rng = random.Random(11)
+    pairs = []
+    for _ in range(400):
+        lat, lon = rng.uniform(-89.9, 89.9), rng.uniform(-180, 180)
+        scale = rng.choice([0.0005, 0.01, 0.5, 5])  # metres to hundreds of kilometres
+        pairs.append((lon, lat, lon + rng.uniform(-scale, scale),
+                      max(-90.0, min(90.0, lat + rng.uniform(-scale, scale)))))
+    with _postgis_engine.connect() as conn:
+        worst = 0.0
+        for lon1, lat1, lon2, lat2 in pairs:
+            ellipsoid, sphere = conn.execute(text(
+                "SELECT ST_Distance(a, b, true), ST_Distance(a, b, false) FROM (SELECT "
+                "geography(ST_SetSRID(ST_MakePoint(:x1, :y1), 4326)) a, "
+                "geography(ST_SetSRID(ST_MakePoint(:x2, :y2), 4326)) b) p"),
+                {"x1": lon1, "y1": lat1, "x2": lon2, "y2": lat2}).one()
+            if sphere > 0:
+                worst = max(worst, ellipsoid / sphere)
+    assert 1.003 < worst <= SPHERE_TO_ELLIPSOID  # near the poles the ratio nears 1.0045

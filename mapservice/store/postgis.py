@@ -10,7 +10,7 @@ import orjson
 from geoalchemy2 import Geometry
 from sqlalchemy import (ColumnElement, Float, Integer, LargeBinary, Select, String, Text,
                         TypeDecorator, any_,
-                        bindparam, cast, func, literal, literal_column, select, text,
+                        bindparam, cast, false, func, literal, literal_column, select, text,
                         type_coerce)
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, TSQUERY
 from sqlalchemy.engine import Connection
@@ -23,6 +23,14 @@ from .base import (_UNREAD, _WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Stor
 
 #: Nearest-k reads this many times k planar-nearest matches to find its reach (_knn_select).
 KNN_OVERSAMPLE = 4
+#: An upper bound of ellipsoidal over spherical distance. On the ellipsoid a length element is
+#: M dphi along a meridian and N cos(phi) dlambda along a parallel, on the sphere R dphi and
+#: R cos(phi) dlambda; so any path is at most max(M, N) / R longer on the ellipsoid, and the
+#: geodesic is no longer than the image of the great circle: at most N(pole) / R =
+#: a / (sqrt(1 - e^2) R) = 6,399,594 / 6,371,009 = 1.00449 times the spherical distance.
+#: k matches within spherical distance s therefore lie within ellipsoidal distance
+#: 1.005 s: a reach that holds the true k nearest (_knn_select, _knn_radius).
+SPHERE_TO_ELLIPSOID = 1.005
 
 
 class PostGISStore(Store):
@@ -104,8 +112,9 @@ class PostGISStore(Store):
     def _knn_select(self, params: dict[str, Any],
                     fixed: tuple[int, int, int, tuple[str, ...]] | None = None) -> Select:
         """Nearest-k in one statement: the KNN scan (``<->`` on the GiST index, planar
-        degrees) finds :data:`KNN_OVERSAMPLE` x k matches; the k-th smallest of their true
-        distances is a reach that holds the true k nearest (k matches lie within it); the page
+        degrees) finds :data:`KNN_OVERSAMPLE` x k matches; the k-th smallest of their spherical
+        distances, times :data:`SPHERE_TO_ELLIPSOID`, is a reach that holds the true k nearest
+        (k matches lie within it; the sphere costs half the ellipsoid per row); the page
         is read from the index window around that reach (``window``'s arithmetic in SQL) and
         ordered by the ellipsoidal distance. No match: the reach is NULL and so is the
         result. ``fixed``: (k, limit, offset, statuses) as literals instead of parameters
@@ -128,11 +137,12 @@ class PostGISStore(Store):
             assert set(fixed[3]) <= set(STATUSES)
             where = [r.status == any_(literal_column(f"'{{{','.join(fixed[3])}}}'::text[]"))]
         point, lat = _param_point()
-        candidates = (select(_geodesic(r.geom, point).label("d")).where(*where)
+        candidates = (select(_spherical(r.geom, point).label("d")).where(*where)
                       .order_by(r.geom.op("<->")(point)).limit(more).subquery("candidates"))
         nearest = (select(candidates.c.d).order_by(candidates.c.d).limit(k)
                    .subquery("nearest"))
-        reach = select((func.max(nearest.c.d) + 0.01).label("m")).subquery("reach")
+        reach = select((func.max(nearest.c.d) * SPHERE_TO_ELLIPSOID + 0.01).label("m")
+                       ).subquery("reach")
         dlat = reach.c.m / METRES_PER_DEG_LAT * 1.01
         coslat = func.greatest(func.cos(func.radians(func.least(func.abs(lat) + dlat, 89.9))),
                                1e-6)
@@ -169,12 +179,13 @@ class PostGISStore(Store):
         # Among the KNN_OVERSAMPLE x k nearest by planar degrees (index-ordered KNN scan), k
         # matches lie within the k-th smallest true distance: that radius holds the true k
         # nearest in metres (see _knn_select).
-        candidates = (select(self._distance_m(lon, lat).label("d")).where(*where)
+        candidates = (select(_spherical(Resource.geom, _point(lon, lat)).label("d"))
+                      .where(*where)
                       .order_by(Resource.geom.op("<->")(_point(lon, lat)))
                       .limit(k * KNN_OVERSAMPLE).subquery())
         nearest = select(candidates.c.d).order_by(candidates.c.d).limit(k).subquery()
         radius = conn.execute(select(func.max(nearest.c.d))).scalar()
-        return None if radius is None else float(radius) + 0.01
+        return None if radius is None else float(radius) * SPHERE_TO_ELLIPSOID + 0.01
 
     def _point_in(self, polygon: Any, x: Any, y: Any) -> ColumnElement:
         return func.ST_Intersects(polygon, func.ST_SetSRID(func.ST_MakePoint(x, y), 4326))
@@ -415,6 +426,13 @@ def _param_point() -> tuple[ColumnElement, Any]:
 def _geodesic(geom: Any, point: Any) -> ColumnElement:
     """Metres between ``geom`` and ``point`` on the ellipsoid (what ``_distance_m`` measures)."""
     return func.ST_Distance(func.geography(geom), func.geography(point))
+
+
+def _spherical(geom: Any, point: Any) -> ColumnElement:
+    """Great-circle metres between ``geom`` and ``point`` on PostGIS's sphere (the mean radius
+    (2a + b) / 3 of WGS 84): half the cost of :func:`_geodesic` (~5 instead of ~10 us a row),
+    and within a factor of :data:`SPHERE_TO_ELLIPSOID` of it."""
+    return func.ST_Distance(func.geography(geom), func.geography(point), false())
 
 
 _CODE_LISTS = ("categories", "audiences", "languages")
