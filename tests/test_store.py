@@ -226,7 +226,7 @@ def test_nearest_uses_the_spatial_index(store, engine, backend):
             assert knn, "nearest-k must use the KNN operator"
             cur.execute("EXPLAIN " + knn[0][0], knn[0][1])
             plan = "\n".join(r[0] for r in cur.fetchall())
-            assert "idx_resource_geom" in plan and "Order By" in plan, plan
+            assert "idx_resource_geog" in plan and "Order By" in plan, plan
         else:
             for statement, params in statements:
                 if statement.startswith("SELECT (SELECT max(resource.updated_at)"):  # its own
@@ -273,7 +273,7 @@ def test_sphere_to_ellipsoid_bound_holds_in_postgis(_postgis_engine):
     # SPHERE_TO_ELLIPSOID; the bound must hold for any pair of points, poles included
     from sqlalchemy import text
 
-    from mapservice.store.postgis import SPHERE_TO_ELLIPSOID
+    from mapservice.store.postgis import SPHERE_TO_ELLIPSOID, SPHERE_WINDOW
 
     rng = random.Random(11)
     pairs = []
@@ -283,13 +283,67 @@ def test_sphere_to_ellipsoid_bound_holds_in_postgis(_postgis_engine):
         pairs.append((lon, lat, lon + rng.uniform(-scale, scale),
                       max(-90.0, min(90.0, lat + rng.uniform(-scale, scale)))))
     with _postgis_engine.connect() as conn:
-        worst = 0.0
+        worst, least = 0.0, 2.0
         for lon1, lat1, lon2, lat2 in pairs:
-            ellipsoid, sphere = conn.execute(text(
-                "SELECT ST_Distance(a, b, true), ST_Distance(a, b, false) FROM (SELECT "
-                "geography(ST_SetSRID(ST_MakePoint(:x1, :y1), 4326)) a, "
+            ellipsoid, sphere, knn = conn.execute(text(
+                "SELECT ST_Distance(a, b, true), ST_Distance(a, b, false), a <-> b FROM "
+                "(SELECT geography(ST_SetSRID(ST_MakePoint(:x1, :y1), 4326)) a, "
                 "geography(ST_SetSRID(ST_MakePoint(:x2, :y2), 4326)) b) p"),
                 {"x1": lon1, "y1": lat1, "x2": lon2, "y2": lat2}).one()
             if sphere > 0:
+                assert knn == pytest.approx(sphere, rel=1e-9)  # <-> is this sphere
                 worst = max(worst, ellipsoid / sphere)
+                least = min(least, ellipsoid / sphere)
     assert 1.003 < worst <= SPHERE_TO_ELLIPSOID  # near the poles the ratio nears 1.0045
+    # ... and at least 0.9944 (the equator's meridians): the window of SPHERE_WINDOW holds
+    # every place within SPHERE_TO_ELLIPSOID of the k-th
+    assert SPHERE_TO_ELLIPSOID / least <= SPHERE_WINDOW and least < 0.997
+
+
+def test_nearest_is_exact_beside_a_dense_area_and_on_a_ring(store):
+    # (1) a point outside the city: its ten nearest are kilometres away while a dense area
+    # lies within the square around that reach; (2) 150 places on a ring around a point,
+    # all about equally far: more than the first read holds lie within the bound
+    geod = Geod(ellps="WGS84")
+    rng = random.Random(8)
+    records = [_rec(i, 53.55 + rng.uniform(-0.01, 0.01), 10.0 + rng.uniform(-0.015, 0.015))
+               for i in range(1500)]
+    records += [_rec(2000 + i, 53.60 + rng.uniform(0, 0.06), 9.80 + rng.uniform(0, 0.08))
+                for i in range(12)]
+    ring_lat, ring_lon = 53.40, 10.30
+    for i in range(150):
+        lon, lat, _ = geod.fwd(ring_lon, ring_lat, i * 360 / 150, 1000 + (i % 7) * 0.3)
+        records.append(_rec(3000 + i, lat, lon))
+    store.upsert(records, source="t", changed_by="test")
+    points = {r["source_id"]: (r["lon"], r["lat"]) for r in records}
+
+    def expected(lat, lon, k):
+        dist = sorted((geod.inv(lon, lat, x, y)[2], sid) for sid, (x, y) in points.items())
+        return [d for d, _ in dist[:k]]
+
+    for (lat, lon), k in (((53.665, 9.81), 10), ((ring_lat, ring_lon), 11),
+                          ((ring_lat, ring_lon), 60)):
+        hits = store.search(SearchQuery(near=(lat, lon), limit=k)).hits
+        assert [h.distance_m for h in hits] == pytest.approx(expected(lat, lon, k), abs=0.06)
+    paged = [h.distance_m for offset in (0, 20, 40)
+             for h in store.search(SearchQuery(near=(ring_lat, ring_lon), limit=20,
+                                               offset=offset)).hits]
+    assert paged == pytest.approx(expected(ring_lat, ring_lon, 60), abs=0.06)
+    if store.backend == "postgis":  # the ring needs a second, larger read: it was taken
+        from sqlalchemy import event
+
+        reads: list[str] = []
+
+        def _capture(conn, cursor, statement, *args):
+            if "<->" in statement:
+                reads.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", _capture)
+        try:
+            store.search(SearchQuery(near=(ring_lat, ring_lon), limit=10))
+            assert len(reads) >= 2
+            reads.clear()
+            store.search(SearchQuery(near=(53.665, 9.81), limit=10))
+            assert len(reads) == 1
+        finally:
+            event.remove(store.engine, "before_cursor_execute", _capture)

@@ -10,19 +10,19 @@ import orjson
 from geoalchemy2 import Geometry
 from sqlalchemy import (ColumnElement, Float, Integer, LargeBinary, Select, String, Text,
                         TypeDecorator, any_,
-                        bindparam, cast, false, func, literal, literal_column, select, text,
-                        type_coerce)
+                        bindparam, cast, func, literal, literal_column, or_, select,
+                        text, true, type_coerce)
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, TSQUERY
 from sqlalchemy.engine import Connection
 
 from ..models import STATUSES, Resource
 from ..search import SearchQuery
-from .base import (_UNREAD, _WINDOW, METRES_PER_DEG_LAT, PLAIN_FIELDS, Hit, Store, _now_param,
+from .base import (_UNREAD, _WINDOW, PLAIN_FIELDS, Hit, Store, _now_param,
                    _Plan, _point, window)
 
 
-#: Nearest-k reads this many times k planar-nearest matches to find its reach (_knn_select).
-KNN_OVERSAMPLE = 4
+#: Nearest-k reads 2k + this many sphere-nearest matches first (_knn_select).
+KNN_SLACK = 8
 #: An upper bound of ellipsoidal over spherical distance. On the ellipsoid a length element is
 #: M dphi along a meridian and N cos(phi) dlambda along a parallel, on the sphere R dphi and
 #: R cos(phi) dlambda; so any path is at most max(M, N) / R longer on the ellipsoid, and the
@@ -31,6 +31,10 @@ KNN_OVERSAMPLE = 4
 #: k matches within spherical distance s therefore lie within ellipsoidal distance
 #: 1.005 s: a reach that holds the true k nearest (_knn_select, _knn_radius).
 SPHERE_TO_ELLIPSOID = 1.005
+#: Likewise the ellipsoid is at least min(M, N) / R = M(equator) / R = a (1 - e^2) / R =
+#: 0.99441 times the sphere, so a place within ellipsoidal distance 1.005 s lies within
+#: spherical distance 1.005 s / 0.99441 < 1.011 s (_knn_select).
+SPHERE_WINDOW = 1.011
 
 
 class PostGISStore(Store):
@@ -93,65 +97,77 @@ class PostGISStore(Store):
         if query.radius is not None:
             values.update(zip(_WINDOW, window(lat, lon, query.radius)), radius=query.radius)
             plan = self._plan(("radius", *sorted(params)), lambda: self._radius_select(params))
-        else:
-            values["k"] = query.offset + query.limit + 1
+            rows = plan.run(conn, values)
+            return self._hits(conn, rows, distance=True), (rows[0][-1] if rows else _UNREAD)
+        k = query.offset + query.limit + 1
+        n = 2 * k + KNN_SLACK
+        while True:
+            values.update(k=k, n=n)
             # Without filters whose selectivity matters, the statuses and row counts are
             # written into the SQL: PostgreSQL then settles on one generic plan for the
             # prepared statement and skips planning (about half of the query's time). As
-            # parameters, their unknown values make the generic plan look costly, and it keeps
-            # planning every call.
+            # parameters, their unknown values make the generic plan look costly, and it
+            # keeps planning every call.
             fixed = None
             if set(params) == {"statuses"} and set(query.statuses) <= set(STATUSES):
-                fixed = (query.offset + query.limit + 1, query.limit + 1, query.offset,
-                         tuple(query.statuses))
+                fixed = (k, n, query.limit + 1, query.offset, tuple(query.statuses))
             plan = self._plan(("near", *sorted(params), fixed),
                               lambda: self._knn_select(params, fixed))
-        rows = plan.run(conn, values)
-        return self._hits(conn, rows, distance=True), (rows[0][-1] if rows else _UNREAD)
+            rows = plan.run(conn, values)
+            if not rows or rows[0][-1]:
+                break
+            n *= 4  # more matches lie about as near as the k-th than n held: read more
+        return (self._hits(conn, [row[:-1] for row in rows], distance=True),
+                (rows[0][-2] if rows else _UNREAD))
 
     def _knn_select(self, params: dict[str, Any],
-                    fixed: tuple[int, int, int, tuple[str, ...]] | None = None) -> Select:
-        """Nearest-k in one statement: the KNN scan (``<->`` on the GiST index, planar
-        degrees) finds :data:`KNN_OVERSAMPLE` x k matches; the k-th smallest of their spherical
-        distances, times :data:`SPHERE_TO_ELLIPSOID`, is a reach that holds the true k nearest
-        (k matches lie within it; the sphere costs half the ellipsoid per row); the page
-        is read from the index window around that reach (``window``'s arithmetic in SQL) and
-        ordered by the ellipsoidal distance. No match: the reach is NULL and so is the
-        result. ``fixed``: (k, limit, offset, statuses) as literals instead of parameters
-        (statuses: words of ``STATUSES``).
+                    fixed: tuple[int, int, int, int, tuple[str, ...]] | None = None) -> Select:
+        """Nearest-k, exact on the ellipsoid, in one statement that reads about k rows
+        wherever the point lies.
 
-        Why more than k: planar degrees overrate east-west distances (1 / cos(latitude), 1.7 in
-        Hamburg), so the k planar-nearest can reach far past the true k-th nearest, and the
-        window around that reach then reads a neighbouring dense area (thousands of rows for
-        ten). Among 4k planar-nearest the k-th true distance is close to the true one."""
+        1. KNN on the sphere: the ``n`` matches nearest by great-circle distance, read in that
+           order from the GiST index on ``geography(geom)`` (migration 0007; PostGIS's
+           geography ``<->`` is the spherical distance), ids and distances only.
+        2. The k-th of them, ``s``: k matches lie within ellipsoidal distance
+           ``s`` x :data:`SPHERE_TO_ELLIPSOID`, so the true k nearest do; and any place that
+           near is within spherical distance ``s`` x :data:`SPHERE_WINDOW`.
+        3. Those of the ``n`` within that spherical bound are joined to their rows and
+           ordered by the ellipsoidal distance (then id): the page.
+
+        The last column tells whether the ``n`` held every match within the bound (fewer
+        than ``n`` matches, or the n-th lies beyond it); if not, :meth:`_nearest` asks again
+        with more. The planar KNN on ``geom`` this replaces needed 4k candidates (degrees
+        overrate east-west distances 1.7x in Hamburg) and then a box around the reach, which
+        at the edge of the city held thousands of rows of a dense neighbour for ten (100 ms
+        at 1M resources). ``fixed``: (k, n, limit, offset, statuses) as literals (statuses:
+        words of ``STATUSES``)."""
         r = Resource
         if fixed is None:
-            k, limit, offset = (bindparam("k", 1, type_=Integer),
-                                bindparam("limit", 1, type_=Integer),
-                                bindparam("offset", 0, type_=Integer))
-            more: Any = k * KNN_OVERSAMPLE
+            k, n, limit, offset = (bindparam("k", 1, type_=Integer),
+                                   bindparam("n", 1, type_=Integer),
+                                   bindparam("limit", 1, type_=Integer),
+                                   bindparam("offset", 0, type_=Integer))
             where = self._where(params)
         else:
-            k, limit, offset = (literal_column(str(int(n))) for n in fixed[:3])
-            more = literal_column(str(int(fixed[0]) * KNN_OVERSAMPLE))
-            assert set(fixed[3]) <= set(STATUSES)
-            where = [r.status == any_(literal_column(f"'{{{','.join(fixed[3])}}}'::text[]"))]
-        point, lat = _param_point()
-        candidates = (select(_spherical(r.geom, point).label("d")).where(*where)
-                      .order_by(r.geom.op("<->")(point)).limit(more).subquery("candidates"))
-        nearest = (select(candidates.c.d).order_by(candidates.c.d).limit(k)
-                   .subquery("nearest"))
-        reach = select((func.max(nearest.c.d) * SPHERE_TO_ELLIPSOID + 0.01).label("m")
-                       ).subquery("reach")
-        dlat = reach.c.m / METRES_PER_DEG_LAT * 1.01
-        coslat = func.greatest(func.cos(func.radians(func.least(func.abs(lat) + dlat, 89.9))),
-                               1e-6)
-        dlon = func.least(reach.c.m / (METRES_PER_DEG_LAT * coslat) * 1.01, 180.0)
-        box = select(func.ST_Expand(point, dlon, dlat)).select_from(reach).scalar_subquery()
+            k, n, limit, offset = (literal_column(str(int(v))) for v in fixed[:4])
+            assert set(fixed[4]) <= set(STATUSES)
+            where = [r.status == any_(literal_column(f"'{{{','.join(fixed[4])}}}'::text[]"))]
+        point, _lat = _param_point()
+        sphere = _sphere_knn(r.geom, point)
+        knn = (select(r.id.label("kid"), sphere.label("s")).where(*where).order_by(sphere)
+               .limit(n).cte("knn").prefix_with("MATERIALIZED"))
+        kth = (select(knn.c.s).order_by(knn.c.s).offset(k - 1).limit(1)
+               .scalar_subquery())
+        # Fewer than k matches: all of them (none is beyond the last).
+        info = (select(func.coalesce(kth * SPHERE_WINDOW, func.max(knn.c.s)).label("b"),
+                       func.max(knn.c.s).label("last"), func.count().label("got"))
+                .select_from(knn).cte("info"))
+        complete = or_(info.c.got < n, info.c.last > info.c.b).label("complete")
         distance = _geodesic(r.geom, point)
         return (self._public_select()
-                .add_columns(distance.label("distance_m"), self._newest_column())
-                .where(*where, r.geom.op("&&")(box))
+                .add_columns(distance.label("distance_m"), self._newest_column(), complete)
+                .select_from(knn.join(r, r.id == knn.c.kid).join(info, true()))
+                .where(knn.c.s <= info.c.b)
                 .order_by(distance, r.id).limit(limit).offset(offset))
 
     def _radius_select(self, params: dict[str, Any]) -> Select:
@@ -176,14 +192,11 @@ class PostGISStore(Store):
 
     def _knn_radius(self, conn: Any, lat: float, lon: float, k: int,
                     where: list[ColumnElement]) -> float | None:
-        # Among the KNN_OVERSAMPLE x k nearest by planar degrees (index-ordered KNN scan), k
-        # matches lie within the k-th smallest true distance: that radius holds the true k
-        # nearest in metres (see _knn_select).
-        candidates = (select(_spherical(Resource.geom, _point(lon, lat)).label("d"))
-                      .where(*where)
-                      .order_by(Resource.geom.op("<->")(_point(lon, lat)))
-                      .limit(k * KNN_OVERSAMPLE).subquery())
-        nearest = select(candidates.c.d).order_by(candidates.c.d).limit(k).subquery()
+        # The k sphere-nearest matches (KNN on the geography index): they lie within
+        # ellipsoidal distance SPHERE_TO_ELLIPSOID x the k-th, so the true k nearest do
+        # (see _knn_select).
+        sphere = _sphere_knn(Resource.geom, _point(lon, lat))
+        nearest = select(sphere.label("d")).where(*where).order_by(sphere).limit(k).subquery()
         radius = conn.execute(select(func.max(nearest.c.d))).scalar()
         return None if radius is None else float(radius) * SPHERE_TO_ELLIPSOID + 0.01
 
@@ -428,11 +441,10 @@ def _geodesic(geom: Any, point: Any) -> ColumnElement:
     return func.ST_Distance(func.geography(geom), func.geography(point))
 
 
-def _spherical(geom: Any, point: Any) -> ColumnElement:
-    """Great-circle metres between ``geom`` and ``point`` on PostGIS's sphere (the mean radius
-    (2a + b) / 3 of WGS 84): half the cost of :func:`_geodesic` (~5 instead of ~10 us a row),
-    and within a factor of :data:`SPHERE_TO_ELLIPSOID` of it."""
-    return func.ST_Distance(func.geography(geom), func.geography(point), false())
+def _sphere_knn(geom: Any, point: Any) -> ColumnElement:
+    """PostGIS's geography ``<->``: the spherical distance in metres, ordered by the GiST index
+    on ``geography(geom)`` (migration 0007)."""
+    return func.geography(geom).op("<->", return_type=Float)(func.geography(point))
 
 
 _CODE_LISTS = ("categories", "audiences", "languages")
