@@ -5,7 +5,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .paths import MIGRATIONS_DIR
 
@@ -16,18 +16,27 @@ def _config() -> Config:
     return cfg
 
 
+def _unbounded(connection: Connection) -> Connection:
+    """No statement timeout for a migration: the app's (``STATEMENT_TIMEOUT_MS``, 5 s) bounds
+    requests, but building an index over a million resources takes longer (migrations 0006
+    and 0007: ~10 s each), and a migration stopped half-way is rolled back."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+    return connection.execution_options(statement_timeout_ms=0)  # SQLite's deadline
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (idempotent)."""
     cfg = _config()
     with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
+        cfg.attributes["connection"] = _unbounded(connection)
         command.upgrade(cfg, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     cfg = _config()
     with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
+        cfg.attributes["connection"] = _unbounded(connection)
         command.downgrade(cfg, revision)
 
 

@@ -74,6 +74,37 @@ def test_migrations_up_down_up(backend, engine):
                                 ).scalar() == 1
 
 
+def test_migrations_are_not_bound_by_the_apps_statement_timeout(backend, engine):
+    # the app's timeout (5 s by default) bounds requests; an index over a million rows
+    # takes longer. With a 1 ms timeout every migration step would be stopped otherwise.
+    from sqlalchemy import event
+
+    from mapservice.db import make_engine
+
+    url = engine.url.render_as_string(hide_password=False)
+    if backend == "postgis":
+        # after the dialect's own start-up queries, which a 1 ms timeout would stop
+        short = make_engine(url)
+
+        @event.listens_for(short, "connect")
+        def _short(dbapi_conn, _record):
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET statement_timeout = 1")
+            dbapi_conn.commit()
+    else:
+        short = make_engine(url, statement_timeout_ms=1)
+    try:
+        migrate.downgrade(short, "0005")
+        migrate.upgrade(short)
+        assert migrate.current(short) == migrate.head()
+        with short.connect() as conn:  # the timeout still applies outside migrations
+            if backend == "postgis":
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "1ms"
+    finally:
+        short.dispose()
+        migrate.upgrade(engine)
+
+
 def test_plain_pip_install_ships_templates_data_static_and_migrations(tmp_path):
     target = tmp_path / "site"
     # A real (non-editable) build of the package from a copy of the tree, as `pip install .`
