@@ -329,6 +329,11 @@ def test_nearest_is_exact_beside_a_dense_area_and_on_a_ring(store):
              for h in store.search(SearchQuery(near=(ring_lat, ring_lon), limit=20,
                                                offset=offset)).hits]
     assert paged == pytest.approx(expected(ring_lat, ring_lon, 60), abs=0.06)
+    # a radius: everything within it, beside the dense area and right at the ring's edge
+    for (lat, lon), radius in (((53.665, 9.81), 7000.0), ((ring_lat, ring_lon), 1001.05)):
+        hits = store.search(SearchQuery(near=(lat, lon), radius=radius, limit=1000)).hits
+        want = [d for d in expected(lat, lon, len(points)) if d <= radius]
+        assert want and [h.distance_m for h in hits] == pytest.approx(want, abs=0.06)
     if store.backend == "postgis":  # the ring needs a second, larger read: it was taken
         from sqlalchemy import event
 

@@ -17,8 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..models import STATUSES, Resource
 from ..search import SearchQuery
-from .base import (_UNREAD, _WINDOW, PLAIN_FIELDS, Hit, Store, _now_param,
-                   _Plan, _point, window)
+from .base import _UNREAD, PLAIN_FIELDS, Hit, Store, _now_param, _Plan, _point
 
 
 #: Nearest-k reads 2k + this many sphere-nearest matches first (_knn_select).
@@ -35,6 +34,9 @@ SPHERE_TO_ELLIPSOID = 1.005
 #: 0.99441 times the sphere, so a place within ellipsoidal distance 1.005 s lies within
 #: spherical distance 1.005 s / 0.99441 < 1.011 s (_knn_select).
 SPHERE_WINDOW = 1.011
+#: A place within ellipsoidal distance r is within spherical distance r / 0.99441 (see
+#: above) < 1.006 r (_radius_select).
+RADIUS_ON_SPHERE = 1.006
 
 
 class PostGISStore(Store):
@@ -95,7 +97,7 @@ class PostGISStore(Store):
         lat, lon = query.near
         values.update(lat=lat, lon=lon)
         if query.radius is not None:
-            values.update(zip(_WINDOW, window(lat, lon, query.radius)), radius=query.radius)
+            values["radius"] = query.radius
             plan = self._plan(("radius", *sorted(params)), lambda: self._radius_select(params))
             rows = plan.run(conn, values)
             return self._hits(conn, rows, distance=True), (rows[0][-1] if rows else _UNREAD)
@@ -171,14 +173,20 @@ class PostGISStore(Store):
                 .order_by(distance, r.id).limit(limit).offset(offset))
 
     def _radius_select(self, params: dict[str, Any]) -> Select:
+        """The matches within ``radius`` metres (on the ellipsoid), nearest first. The
+        geography index (migration 0007) finds those within the spherical distance that can
+        hold them (radius / 0.99441, see :data:`SPHERE_WINDOW`): a cap of the sphere, where a
+        box in degrees would also read its corners (beside a dense area, most of its rows)."""
         r = Resource
         point, _lat = _param_point()
         distance = _geodesic(r.geom, point)
-        box = tuple(bindparam(name, 0.0, type_=Float) for name in _WINDOW)
+        radius = bindparam("radius", 0.0, type_=Float)
         return (self._public_select()
                 .add_columns(distance.label("distance_m"), self._newest_column())
-                .where(*self._where(params), self._index_window(box),
-                       distance <= bindparam("radius", 0.0, type_=Float))
+                .where(*self._where(params),
+                       func.ST_DWithin(func.geography(r.geom), func.geography(point),
+                                       radius * RADIUS_ON_SPHERE + 0.01, False),
+                       distance <= radius)
                 .order_by(distance, r.id)
                 .limit(bindparam("limit", 1, type_=Integer))
                 .offset(bindparam("offset", 0, type_=Integer)))
