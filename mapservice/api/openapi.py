@@ -44,7 +44,8 @@ OGC_ITEMS_FORMATS = ("json", "geojson")
 # a name added there without an entry here fails the build of the document.
 OGC_PARAM_COMPONENTS = {
     "f": "ogc_f", "lang": "ogc_lang", "bbox": "ogc_bbox", "bbox-crs": "bbox_crs",
-    "datetime": "ogc_datetime", "limit": "ogc_limit", "offset": "offset", "category": "category", "audience": "audience",
+    "datetime": "ogc_datetime", "limit": "ogc_limit", "offset": "offset",
+    "category": "category", "audience": "audience",
     "language": "language", "cost": "cost", "wheelchair": "wheelchair", "q": "q",
     "district": "district", "updated_since": "updated_since",
 }
@@ -588,6 +589,11 @@ def _responses() -> dict[str, Any]:
         "NotFound": {"description": "No such (published) resource.", "content": problem},
         "Unavailable": {"description": "The database is unavailable or the query took too "
                                        "long (statement timeout).", "content": problem},
+        "GeocoderUnavailable": {
+            "description": "The database is unavailable, or the online geocoder (only where it "
+                           "is switched on) did not answer in time, could not be reached or "
+                           "answered with an error; `detail` names the cause.",
+            "content": problem},
         "OgcInvalidParameter": {
             "description": "A parameter is malformed, out of range or unknown (OGC "
                            "`InvalidParameterValue`; `parameter` names it).",
@@ -600,13 +606,15 @@ def _responses() -> dict[str, Any]:
 
 def _operation(operation_id: str, tag: str, summary: str, description: str,
                parameters: list[str], ok: dict[str, Any], *, not_found: str | None = None,
-               invalid: str = "InvalidParameter") -> dict[str, Any]:
-    """One GET operation; ``parameters`` are component names."""
+               invalid: str = "InvalidParameter", unavailable: str = "Unavailable"
+               ) -> dict[str, Any]:
+    """One GET operation; ``parameters`` are component names; ``not_found``, ``invalid`` and
+    ``unavailable`` name its 404, 400 and 503 responses."""
     responses: dict[str, Any] = {"200": ok, "304": _ref("responses", "NotModified"),
                                  "400": _ref("responses", invalid)}
     if not_found:
         responses["404"] = _ref("responses", not_found)
-    responses["503"] = _ref("responses", "Unavailable")
+    responses["503"] = _ref("responses", unavailable)
     return {"tags": [tag], "operationId": operation_id, "summary": summary,
             "description": description,
             "parameters": [_ref("parameters", name) for name in parameters],
@@ -817,7 +825,7 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 _ok("The districts: `{\"districts\": [Bezirk with \"stadtteile\": "
                     "[Stadtteil, ...]], ...]}`.",
                     {JSON: {"schema": _ref("schemas", "Districts")}}))},
-            f"{API}/geocode": {"get": {**(geocode_op := _operation(
+            f"{API}/geocode": {"get": _operation(
                 "geocode", lookup, "Find a place",
                 "A postcode, Stadtteil or Bezirk to coordinates, from the offline gazetteer "
                 "(no request leaves the server). Each result says what it is in `type` "
@@ -828,12 +836,8 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 "the service region come back as `address` results with the server's licence "
                 "note in `attribution`. No match is an empty list.", ["geocode_q"],
                 _ok("Matching places, best first.",
-                    {JSON: {"schema": _ref("schemas", "GeocodeResults")}}))),
-                "responses": {**geocode_op["responses"], "503": {
-                    "description": "The online geocoder (only where it is switched on) did "
-                                   "not answer in time, could not be reached or answered with "
-                                   "an error; `detail` names the cause.",
-                    "content": {PROBLEM_JSON: {"schema": _ref("schemas", "Problem")}}}}}},
+                    {JSON: {"schema": _ref("schemas", "GeocodeResults")}}),
+                unavailable="GeocoderUnavailable")},
             **_ogc_paths(),
             **_hsds_paths(),
             f"{API}/openapi.json": {"get": _operation(
