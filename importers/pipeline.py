@@ -110,7 +110,10 @@ class ImportOptions:
     region_bbox: tuple[float, float, float, float] | None = None
     # Rows may be placed by their street address alone (the online geocoder is switched on).
     address_geocoding: bool = False
+    # A progress bar around the records as they are read and as they are written ...
     progress: Callable[[Iterable[Any], int | None, str], Iterable[Any]] | None = None
+    # ... and a line for each later step of the write (archiving, duplicates, commit).
+    status: Callable[[str], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -302,26 +305,40 @@ def run_import(store: Store, path: Path, options: ImportOptions,
 
     report.warnings.extend(derive_districts(store, valid, valid_where))
 
-    if not options.dry_run:
+    changed_by = f"import:{options.source}"
+    # Many records take the set-based path (COPY / one executemany + merge); same result.
+    write = store.bulk_upsert if len(valid) > BULK_THRESHOLD else store.upsert
+    # One transaction for the whole run: the source, the records, the archived ones and the
+    # possible duplicates are written together or not at all; a dry run does exactly the
+    # same work (so its report is the real one, duplicates included) and rolls it back.
+    with store.transaction(dry_run=options.dry_run) as conn:
         # A format may name the licence its data always carries (OSM: ODbL, which requires
         # the attribution on the map); an explicit --licence/--attribution wins.
         store.register_source(
             options.source, licence=options.licence or getattr(reader, "licence", None),
-            attribution=options.attribution or getattr(reader, "attribution", None))
-    changed_by = f"import:{options.source}"
-    # Many records take the set-based path (COPY / one executemany + merge); same result.
-    write = store.bulk_upsert if len(valid) > BULK_THRESHOLD else store.upsert
-    upserted = write(valid, source=options.source, changed_by=changed_by,
-                     dry_run=options.dry_run)
-    report.created, report.updated = upserted.created, upserted.updated
-    report.unchanged, report.conflicts = upserted.unchanged, upserted.conflicts
-    if options.archive_missing:
-        # A record that is in the file but invalid today is not "gone from the source": keep it.
-        report.archived = store.archive_missing(options.source, in_file, changed_by=changed_by,
-                                                dry_run=options.dry_run)
-    if not options.dry_run and hasattr(store, "flag_duplicates"):
-        report.duplicates = store.flag_duplicates(options.source)
+            attribution=options.attribution or getattr(reader, "attribution", None),
+            conn=conn)
+        records: Iterable[dict[str, Any]] = valid
+        if options.progress is not None:
+            records = options.progress(valid, len(valid), "writing")
+        upserted = write(records, source=options.source, changed_by=changed_by, conn=conn)
+        report.created, report.updated = upserted.created, upserted.updated
+        report.unchanged, report.conflicts = upserted.unchanged, upserted.conflicts
+        if options.archive_missing:
+            # A record that is in the file but invalid today is not "gone from the source":
+            # keep it.
+            _status(options, "archiving the records gone from the source")
+            report.archived = store.archive_missing(options.source, in_file,
+                                                    changed_by=changed_by, conn=conn)
+        _status(options, "looking for possible duplicates")
+        report.duplicates = store.flag_duplicates(options.source, conn=conn)
+        _status(options, "rolling back (dry run)" if options.dry_run else "committing")
     return report
+
+
+def _status(options: ImportOptions, message: str) -> None:
+    if options.status is not None:
+        options.status(message)
 
 
 def gazetteer_geocoder(rec: dict[str, Any]) -> tuple[float, float] | None:

@@ -45,6 +45,11 @@ def _progress(iterable, total, label):
                 disable=None, mininterval=0.5)
 
 
+def _status(message: str) -> None:
+    if sys.stderr.isatty():  # as the progress bars: only for a person watching
+        click.echo(f"{message} ...", err=True)
+
+
 @click.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["csv", "vector", "osm", "overpass", "hsds"]),
@@ -87,7 +92,7 @@ def import_(path: Path, fmt: str | None, source: str | None, mapping: Path | Non
             dry_run=dry_run, skip_invalid=skip_invalid, archive_missing=archive_missing,
             licence=licence, attribution=attribution,
             region_bbox=region,  # type: ignore[arg-type]
-            address_geocoding=online is not None, progress=_progress)
+            address_geocoding=online is not None, progress=_progress, status=_status)
         geocoder = record_geocoder(online, city=current_app.config["REGION_CITY"])
         report = run_import(_store(), path, options, geocoder=geocoder)
     except ImportFailed as exc:

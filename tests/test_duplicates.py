@@ -30,6 +30,19 @@ def _altered(name: str) -> str:
             .replace(" ", "-", 1) + " e.V.")
 
 
+def _near_copies(tmp_path, recs: list[dict], north_m: float):
+    """A CSV of another source ("bezirk") with ``recs`` moved and spelled differently."""
+    path = tmp_path / "bezirk.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "name", "lat", "lon", "categories"])
+        for i, rec in enumerate(recs):
+            moved = _moved(rec, north_m)
+            writer.writerow([f"b-{i}", _altered(rec["name"]), moved["lat"], moved["lon"],
+                             "community_centre"])
+    return path
+
+
 @pytest.fixture
 def centres() -> list[dict]:
     recs = osm_poi_records("community-centers")
@@ -140,15 +153,25 @@ def test_an_import_reports_possible_duplicates(store, centres, tmp_path):
     from importers import ImportOptions, run_import
 
     store.upsert(centres, source="osm", changed_by="t")
-    path = tmp_path / "bezirk.csv"
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "name", "lat", "lon", "categories"])
-        for i, rec in enumerate(centres[:3]):
-            moved = _moved(rec, 15)
-            writer.writerow([f"b-{i}", _altered(rec["name"]), moved["lat"], moved["lon"],
-                             "community_centre"])
+    path = _near_copies(tmp_path, centres[:3], 15)
     report = run_import(store, path, ImportOptions(source="bezirk"))
     assert report.created == 3 and len(report.duplicates) == 3
     assert "possible duplicates 3" in report.summary()
     assert run_import(store, path, ImportOptions(source="bezirk")).duplicates == []
+
+
+def test_a_dry_run_reports_the_duplicates_it_would_flag_and_stores_none(store, centres,
+                                                                        tmp_path):
+    from importers import ImportOptions, run_import
+
+    store.upsert(centres, source="osm", changed_by="t")
+    path = _near_copies(tmp_path, centres[:2], 20)
+    report = run_import(store, path, ImportOptions(source="bezirk", dry_run=True))
+    assert report.created == 2 and len(report.duplicates) == 2
+    assert {d["other_source"] for d in report.duplicates} == {"osm"}
+    assert "DRY RUN" in report.summary() and "possible duplicates 2" in report.summary()
+    with store.session() as session:
+        assert session.scalars(select(PossibleDuplicate)).all() == []
+    assert store.count() == len(centres)
+    # the real run then flags the same pairs
+    assert len(run_import(store, path, ImportOptions(source="bezirk")).duplicates) == 2

@@ -47,3 +47,46 @@ def test_dry_run_reports_but_writes_nothing(store, tmp_path):
     report = run_import(store, path, ImportOptions(source="lib", dry_run=True))
     assert report.created == 2 and report.dry_run
     assert store.count() == 0
+
+
+class Interrupted(Exception):
+    """What Ctrl-C (or a lost connection) would do at that moment of a run."""
+
+
+@pytest.mark.parametrize("rows", [3, 5_200], ids=["orm", "bulk"])
+@pytest.mark.parametrize("at", ["writing", "archiving", "looking for possible duplicates",
+                                "committing"])
+def test_a_run_interrupted_at_any_step_leaves_everything_as_it_was(store, tmp_path, rows, at):
+    """Source, records, archived records and possible duplicates are one transaction: a run
+    stopped after its records were written, while archiving or while looking for duplicates
+    writes nothing at all, on the small (ORM) path as on the bulk path."""
+    first = _csv(tmp_path / "a.csv", [(i, f"Bücherhalle {i}", 53.5 + i * 1e-5, 10.0)
+                                      for i in range(rows)])
+    run_import(store, first, ImportOptions(source="lib", licence="CC0-1.0"))
+    before = store.count(), store.count(statuses=("archived",)), store.sources_in_use()
+    # changed names, one row gone (archived with --archive-missing), a new source licence
+    second = _csv(tmp_path / "b.csv", [(i, f"Bücherhalle Nr. {i}", 53.5 + i * 1e-5, 10.0)
+                                       for i in range(1, rows)])
+
+    def progress(items, total, label):
+        for n, item in enumerate(items):
+            if label == at == "writing" and n == total - 1:
+                raise Interrupted(label)
+            yield item
+
+    def status(message):
+        if message.startswith(at):
+            raise Interrupted(message)
+
+    with pytest.raises(Interrupted):
+        run_import(store, second, ImportOptions(source="lib", licence="ODbL-1.0",
+                                                archive_missing=True, progress=progress,
+                                                status=status))
+    assert (store.count(), store.count(statuses=("archived",)), store.sources_in_use()) == before
+    names = {h.properties["name"] for h in store.search(SearchQuery(limit=5)).hits}
+    assert all("Nr." not in name for name in names)
+    # and the same run, not interrupted, writes it all
+    report = run_import(store, second, ImportOptions(source="lib", licence="ODbL-1.0",
+                                                     archive_missing=True))
+    assert (report.updated, report.archived) == (rows - 1, 1)
+    assert store.count(statuses=("archived",)) == 1

@@ -23,6 +23,7 @@ import re
 import time
 import unicodedata
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -307,6 +308,46 @@ class Store:
 
     def session(self) -> Session:
         return self._sessions()
+
+    @contextmanager
+    def transaction(self, *, dry_run: bool = False) -> Iterator[Connection]:
+        """One transaction for several writes (an import: the source, the records, the
+        archived ones, the possible duplicates): pass the connection it yields as ``conn=``
+        to the writing methods. Committed at the end, rolled back on an error or for a
+        ``dry_run``: either everything is written or nothing. Maintenance work: no
+        statement timeout."""
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                self._unbounded(conn)
+                yield conn
+            except BaseException:
+                transaction.rollback()
+                raise
+            if dry_run:
+                transaction.rollback()
+            else:
+                transaction.commit()
+
+    @contextmanager
+    def _writing(self, conn: Connection | None, dry_run: bool = False
+                 ) -> Iterator[Connection]:
+        """``conn`` (a caller's :meth:`transaction`), else a transaction of its own."""
+        if conn is not None:
+            yield conn
+            return
+        with self.transaction(dry_run=dry_run) as own:
+            yield own
+
+    @contextmanager
+    def _orm(self, conn: Connection | None, dry_run: bool = False) -> Iterator[Session]:
+        """An ORM session inside :meth:`_writing`'s transaction; flushed at the end, never
+        committing it (``rollback_only``: the transaction's owner decides)."""
+        with self._writing(conn, dry_run) as c, Session(
+                bind=c, expire_on_commit=False, join_transaction_mode="rollback_only",
+                autoflush=True) as session:
+            yield session
+            session.flush()
 
     # ---- dialect hooks -------------------------------------------------------------------
     def _codes_overlap(self, column: Any, codes: Any) -> ColumnElement:
@@ -829,11 +870,12 @@ class Store:
 
     # ---- writing ---------------------------------------------------------------------------
     def register_source(self, name: str, *, licence: str | None = None,
-                        attribution: str | None = None, url: str | None = None) -> None:
+                        attribution: str | None = None, url: str | None = None,
+                        conn: Connection | None = None) -> None:
         """Create source ``name`` or mark it imported now. A value not given (None) keeps the
         stored one: a re-import without ``--licence`` must not drop the attribution that the
-        map is obliged to show."""
-        with self.session() as session, session.begin():
+        map is obliged to show. ``conn``: inside a caller's :meth:`transaction`."""
+        with self._orm(conn) as session:
             source = session.scalar(select(Source).where(Source.name == name))
             if source is None:
                 source = Source(name=name)
@@ -845,29 +887,20 @@ class Store:
             source.imported_at = dt.datetime.now(dt.timezone.utc)
 
     def upsert(self, records: Iterable[Mapping[str, Any]], *, source: str, changed_by: str,
-               dry_run: bool = False) -> UpsertReport:
+               dry_run: bool = False, conn: Connection | None = None) -> UpsertReport:
         """Insert or update resources keyed by (source, ``source_id``), in one transaction.
 
         A record is a mapping with ``source_id`` and any of :data:`CONTENT_FIELDS`
         (``organization`` is a mapping with at least ``name``). A version is written only when
         a field changed; fields a moderator locked keep their value and are reported as
         conflicts. This is the ORM path for small batches; bulk imports use the dialect's
-        bulk loader. ``dry_run`` does all the work, reports it, and rolls it back.
+        bulk loader. ``dry_run`` does all the work, reports it, and rolls it back. ``conn``:
+        inside a caller's :meth:`transaction` (which then decides; ``dry_run`` is its own).
         """
-        with self.session() as session:
-            transaction = session.begin()
-            try:
-                report = self._upsert(session, list(records), source, changed_by)
-                if not dry_run:
-                    session.flush()
-                    self._fill_features(session.connection())
-            except BaseException:
-                transaction.rollback()
-                raise
-            if dry_run:
-                transaction.rollback()
-            else:
-                transaction.commit()
+        with self._orm(conn, dry_run) as session:
+            report = self._upsert(session, list(records), source, changed_by)
+            session.flush()
+            self._fill_features(session.connection())
         return report
 
     def _upsert(self, session: Session, records: list[Mapping[str, Any]], source: str,
@@ -910,15 +943,12 @@ class Store:
         return report
 
     def archive_missing(self, source: str, keep_ids: Iterable[str], *, changed_by: str,
-                        dry_run: bool = False) -> int:
-        """Archive (never delete) resources of ``source`` not in ``keep_ids``."""
+                        dry_run: bool = False, conn: Connection | None = None) -> int:
+        """Archive (never delete) resources of ``source`` not in ``keep_ids``; ``dry_run``
+        and ``conn`` as for :meth:`upsert`."""
         keep = set(map(str, keep_ids))
         archived = 0
-        with self.session() as session, session.begin():
-            if dry_run:
-                return sum(1 for sid in session.scalars(select(Resource.source_id).where(
-                    Resource.source == source, Resource.status != "archived"))
-                    if sid not in keep)
+        with self._orm(conn, dry_run) as session:
             for res in session.scalars(select(Resource).where(
                     Resource.source == source, Resource.status != "archived")):
                 if res.source_id in keep:
@@ -1061,8 +1091,8 @@ class Store:
 
     # ---- bulk writing ------------------------------------------------------------------------
     def bulk_upsert(self, records: Iterable[Mapping[str, Any]], *, source: str, changed_by: str,
-                    dry_run: bool = False, timings: dict[str, float] | None = None
-                    ) -> UpsertReport:
+                    dry_run: bool = False, timings: dict[str, float] | None = None,
+                    conn: Connection | None = None) -> UpsertReport:
         """:meth:`upsert` for many records, set-based; the same result.
 
         Same rules as :meth:`upsert`: keyed by (source, ``source_id``), one transaction,
@@ -1079,56 +1109,45 @@ class Store:
         (e.g. built after the load when the table was empty). ``timings``, when given, gets
         the seconds per phase: ``load`` (preparing and streaming the rows),
         ``organizations``, ``merge``, ``index`` (spatial/full-text/secondary indexes),
-        ``commit``.
+        ``commit``. ``dry_run`` and ``conn`` as for :meth:`upsert`.
         """
         clock = _Clock(timings)
         report = UpsertReport()
         now = dt.datetime.now(dt.timezone.utc)
-        with self.engine.connect() as conn:
-            transaction = conn.begin()
-            try:
-                self._unbounded(conn)
-                orgs: dict[str, dict[str, Any]] = {}
-                # A source with no rows yet: every row is new, so each staging row carries
-                # the Feature it is inserted with. Otherwise most rows usually exist already
-                # (a re-import), and building Features nobody writes would cost more than
-                # storing the few new ones after the merge (_fill_features).
-                fresh = conn.execute(select(Resource.id).where(Resource.source == source)
-                                     .limit(1)).first() is None
-                total = self._bulk_load(conn, "bulk_staging", BULK_COLUMNS,
-                                        self._bulk_rows(records, orgs, source, now, fresh))
-                clock("load")
-                if not total:
-                    transaction.rollback()
-                    return report
-                if orgs:
-                    self._bulk_load(conn, "bulk_orgs", ("org_key", *_ORG_FIELDS),
-                                    ((key, *(org.get(f) for f in _ORG_FIELDS))
-                                     for key, org in orgs.items()))
-                    conn.execute(text(self._bulk_organizations_sql()), {"source": source})
-                clock("organizations")
-                empty = conn.execute(select(Resource.id).limit(1)).first() is None
-                changes = [] if empty else self._bulk_changes(conn, source, report, now)
-                report.created, finish = self._bulk_insert(conn, source, changed_by, now, empty)
-                if changes:
-                    self._bulk_load(conn, "bulk_changes", BULK_COLUMNS, changes)
-                    self._bulk_update(conn, changed_by, now)
-                report.updated = len(changes)
-                report.unchanged = total - report.created - report.updated
-                clock("merge")
-                finish()
-                clock("index")
-                if not dry_run:  # new rows of a source that had rows; renamed organisations
-                    self._fill_features(conn)
-                    clock("features")
-            except BaseException:
-                transaction.rollback()
-                raise
-            if dry_run:
-                transaction.rollback()
-            else:
-                transaction.commit()
-            clock("commit")
+        with self._writing(conn, dry_run) as conn:
+            orgs: dict[str, dict[str, Any]] = {}
+            # A source with no rows yet: every row is new, so each staging row carries
+            # the Feature it is inserted with. Otherwise most rows usually exist already
+            # (a re-import), and building Features nobody writes would cost more than
+            # storing the few new ones after the merge (_fill_features).
+            fresh = conn.execute(select(Resource.id).where(Resource.source == source)
+                                 .limit(1)).first() is None
+            total = self._bulk_load(conn, "bulk_staging", BULK_COLUMNS,
+                                    self._bulk_rows(records, orgs, source, now, fresh))
+            clock("load")
+            if not total:
+                return report
+            if orgs:
+                self._bulk_load(conn, "bulk_orgs", ("org_key", *_ORG_FIELDS),
+                                ((key, *(org.get(f) for f in _ORG_FIELDS))
+                                 for key, org in orgs.items()))
+                conn.execute(text(self._bulk_organizations_sql()), {"source": source})
+            clock("organizations")
+            empty = conn.execute(select(Resource.id).limit(1)).first() is None
+            changes = [] if empty else self._bulk_changes(conn, source, report, now)
+            report.created, finish = self._bulk_insert(conn, source, changed_by, now, empty)
+            if changes:
+                self._bulk_load(conn, "bulk_changes", BULK_COLUMNS, changes)
+                self._bulk_update(conn, changed_by, now)
+            report.updated = len(changes)
+            report.unchanged = total - report.created - report.updated
+            clock("merge")
+            finish()
+            clock("index")
+            # new rows of a source that had rows; renamed organisations
+            self._fill_features(conn)
+            clock("features")
+        clock("commit")
         return report
 
     def _bulk_rows(self, records: Iterable[Mapping[str, Any]],
@@ -1321,7 +1340,8 @@ class Store:
         return f"{a} IS DISTINCT FROM {b}"
 
     # ---- possible duplicates -------------------------------------------------------------------
-    def flag_duplicates(self, source: str) -> list[dict[str, Any]]:
+    def flag_duplicates(self, source: str, *, conn: Connection | None = None
+                        ) -> list[dict[str, Any]]:
         """Flag resources of ``source`` that look like a resource of another source: within
         :data:`DUPLICATE_RADIUS_M` of each other (true points, also of confidential places) and
         names scoring at least :data:`DUPLICATE_MIN_SCORE` (:func:`name_score`). Stores each
@@ -1332,12 +1352,12 @@ class Store:
 
         One set-based query finds the pairs in reach through the spatial index, driven from
         the smaller side (a 1M-row source next to a small one probes the index for the small
-        one); only those pairs are scored in Python.
+        one); only those pairs are scored in Python. ``conn``: inside a caller's
+        :meth:`transaction` (an import flags its pairs in its own transaction).
         """
         r = Resource
         live = r.status != "archived"
-        with self.engine.begin() as conn:
-            self._unbounded(conn)
+        with self._writing(conn) as conn:
             ours = conn.execute(select(func.count()).where(r.source == source, live)).scalar_one()
             theirs = conn.execute(select(func.count()).where(r.source != source, live)
                                   ).scalar_one()
