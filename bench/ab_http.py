@@ -3,7 +3,7 @@ same database, in alternating blocks, one client.
 
 The shared 2-core host changes speed by up to 2x within an hour, so figures of two separate
 benchmark runs cannot show a change of 10-20 %; interleaved blocks put both versions through
-the same periods. Each checkout is served by ``mapservice serve --workers 2`` (gunicorn) from
+the same periods. Each checkout is served by ``mapservice serve --workers 2`` from
 its own directory (``python -m mapservice`` imports the checkout's package).
 
     git worktree add /tmp/base <commit>

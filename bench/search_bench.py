@@ -8,7 +8,7 @@ For each size (default 100k and 1M synthetic resources from :mod:`bench.generate
 2. in-process (no HTTP): ``Store.search`` latency of every workload (the "DB p95" of the
    budget is nearest-10), and GeoJSON serialisation throughput of 1,000-feature pages
    (``geojson.feature_collection`` + orjson, as the API does), per CPU core;
-3. ``mapservice serve --workers 2`` (gunicorn) on a free loopback port, and a load client
+3. ``mapservice serve --workers 2`` (granian) on a free loopback port, and a load client
    (http.client, one connection per client, ``time.perf_counter_ns`` per request) that runs,
    after a warm-up, N requests of each workload:
 
@@ -514,7 +514,8 @@ def free_port() -> int:
 
 
 class Server:
-    """A gunicorn master we started (own process group), stopped by its pid."""
+    """A server master we started (own process group: ours granian, pygeoapi gunicorn), stopped
+    by its pid."""
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int,
                  ready_path: str, log: Path) -> None:
@@ -934,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="untimed requests before each small workload; bbox: a tenth")
     parser.add_argument("--clients", default="1",
                         help="comma-separated client counts, e.g. 1,4 (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both servers")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes, both servers")
     parser.add_argument("--skip-pygeoapi", action="store_true")
     parser.add_argument("--keep", action="store_true",
                         help="keep the benchmark databases (PostGIS database, SQLite file)")

@@ -28,6 +28,14 @@ def create_app(config: Mapping[str, Any] | None = None):
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if app.config["PROXY_COUNT"]:
+        # The public scheme, host and client address as the trusted proxies saw them: the
+        # links the app writes must carry the URL the client used (https behind nginx).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore
+                                x_host=hops, x_port=hops, x_prefix=hops)
 
     engine = make_engine(app.config["DATABASE_URL"],
                          spatialite_library=app.config["SPATIALITE_LIBRARY"],

@@ -179,29 +179,27 @@ def duplicates(status: str, limit: int, as_json: bool) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", type=int, default=None, help="gunicorn workers (MAPSERVICE_WORKERS).")
-@click.option("--debug", is_flag=True, help="Flask's development server with reloader.")
-@with_appcontext
-def serve(host: str, port: int, workers: int | None, debug: bool) -> None:
-    """Serve the app: gunicorn in production, Flask's server with --debug."""
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (MAPSERVICE_WORKERS).")
+@click.option("--threads", type=int, default=None,
+              help="Threads per worker process (MAPSERVICE_THREADS).")
+@click.option("--debug", is_flag=True, help="Flask's development server with the debugger.")
+def serve(host: str, port: int, workers: int | None, threads: int | None, debug: bool) -> None:
+    """Serve the app: granian in production, Flask's server with --debug."""
     if debug:
         current_app.run(host=host, port=port, debug=True)
         return
-    from gunicorn.app.base import BaseApplication
+    from granian import Granian
+    from granian.constants import Interfaces
 
-    from . import create_app
-
-    class _Server(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers or current_app.config["WORKERS"])
-            self.cfg.set("accesslog", "-")
-
-        def load(self) -> Flask:
-            return create_app()
-
-    # The workers build their own app (and engine) after the fork: nothing is shared.
-    _Server().run()
+    config = current_app.config
+    # Each worker process builds its own app (and engine) from the environment: nothing is
+    # shared but the database. Granian's HTTP/1.1 server (Rust) keeps connections alive and
+    # reads requests before a thread of the worker runs the app (docs/deployment.md).
+    Granian("mapservice:create_app", factory=True, interface=Interfaces.WSGI, address=host,
+            port=port, workers=workers or config["WORKERS"],
+            blocking_threads=threads or config["THREADS"], log_access=config["ACCESS_LOG"],
+            websockets=False, respawn_failed_workers=True).serve()
 
 
 def register(app: Flask) -> None:

@@ -257,7 +257,7 @@ def _tune_gc() -> None:
     was the p95 of bbox requests, 3x their median (docs/benchmarks.md, "Search"). The page's
     objects are freed by reference counting as soon as the response is built (only reference
     cycles need the collector, and serving a read makes few), so collecting less often costs
-    little memory. Process-wide on purpose: a gunicorn worker builds its app after the fork."""
+    little memory. Process-wide on purpose: each worker process builds its own app."""
     threshold0, *older = gc.get_threshold()
     if 0 < threshold0 < GC_THRESHOLD0:  # 0: the collector is disabled; leave it so
         gc.set_threshold(GC_THRESHOLD0, *older)

@@ -74,7 +74,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SQLITE_MMAP_MB", 1024, "SQLite: read up to this much of the database file through "
             "memory mapping instead of read calls (`PRAGMA mmap_size`; faster searches on a large "
             "file); 0: off (e.g. on a network file system).", int),
-    Setting("WORKERS", 2, "Number of gunicorn worker processes for `mapservice serve`.", int),
+    Setting("WORKERS", 2, "Worker processes of `mapservice serve` (granian); about one per "
+            "core.", int),
+    Setting("THREADS", 4, "Threads per worker process of `mapservice serve`: requests a worker "
+            "runs at once (each holds a database connection while it queries).", int),
+    Setting("ACCESS_LOG", False, "`mapservice serve` logs every request (client address, "
+            "request line, status) to stdout. Off by default: the reverse proxy in front logs "
+            "what an operator needs, and the service keeps no record of who looked for what.",
+            _bool),
+    Setting("PROXY_COUNT", 0, "Number of reverse proxies in front of the app whose "
+            "`X-Forwarded-For`, `-Proto`, `-Host`, `-Port` and `-Prefix` headers are trusted "
+            "(werkzeug's ProxyFix): 1 behind one nginx, so that links the app writes (API "
+            "`next`/`self`, OGC and HSDS links) carry the public https URL. 0: none trusted.",
+            int),
     Setting("GEOCODER", "", "Online geocoder for street addresses, asked only when the offline "
             "gazetteer finds nothing (`/api/v1/geocode`, CSV rows without coordinates). Empty: "
             "off, no request leaves the server. `nominatim`: Nominatim (via geopy) at "
@@ -123,6 +135,9 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
     """Check the settings that depend on each other and fill those whose default depends on
     others (database file, secret key)."""
     check_geocoder(values)
+    for key, least in (("WORKERS", 1), ("THREADS", 1), ("PROXY_COUNT", 0)):
+        if int(values.get(key, BY_NAME[key].default)) < least:
+            raise SettingError(f"{PREFIX}{key}: must be at least {least}, got {values[key]!r}")
     instance = Path(values["INSTANCE_DIR"]).resolve()
     if not values["DATABASE_URL"]:
         instance.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 concurrent use, on both backends.
 
 A plan is compiled on the first search of its shape and then shared by every thread of the
-process (a threaded server: Flask's dev server, gunicorn with threads). During development
+process (a threaded server: Flask's dev server, granian's worker threads). During development
 transient 500s (a KeyError naming a bind parameter) were seen under concurrency. These tests
 start from an empty plan cache, run many searches of mixed shapes (near, near + category,
 near + radius, bbox, q, district, open_at, other filters, sorts, limits and offsets) from 8

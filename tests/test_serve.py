@@ -1,4 +1,5 @@
-"""`mapservice serve` runs gunicorn with several workers that share nothing but the database."""
+"""`mapservice serve` runs granian with several worker processes that share nothing but the
+database; connections are kept alive; behind a trusted proxy the links carry its public URL."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+import http.client
+import json
 import urllib.request
 
 import pytest
@@ -20,14 +23,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("backend", ["spatialite", "postgis"], indirect=True)
-def test_serve_runs_gunicorn_workers(request, backend, engine, tmp_path):
+def test_serve_runs_granian_workers(request, backend, engine, tmp_path):
     from mapservice.demo import load_demo
     from mapservice.store import make_store
 
     load_demo(make_store(engine))
     port = _free_port()
     env = {**os.environ, "MAPSERVICE_DATABASE_URL": database_url(request, backend),
-           "MAPSERVICE_INSTANCE_DIR": str(tmp_path)}
+           "MAPSERVICE_INSTANCE_DIR": str(tmp_path), "MAPSERVICE_PROXY_COUNT": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mapservice", "serve", "--port", str(port),
                              "--workers", "2"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -44,7 +47,21 @@ def test_serve_runs_gunicorn_workers(request, backend, engine, tmp_path):
                     raise
                 time.sleep(0.3)
         assert b'"FeatureCollection"' in body
-        assert "gunicorn" in server.lower()
+        assert "granian" in server.lower()
+        # one connection for several requests (HTTP/1.1 keep-alive), each answered in full
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(3):
+            conn.request("GET", "/api/v1/resources?limit=1")
+            response = conn.getresponse()
+            assert response.status == 200 and b"FeatureCollection" in response.read()
+            assert not response.will_close
+        # MAPSERVICE_PROXY_COUNT=1: the proxy's view of scheme and host makes the links
+        conn.request("GET", "/api/v1/resources?limit=1", headers={
+            "X-Forwarded-Proto": "https", "X-Forwarded-Host": "map.example.org"})
+        page = json.loads(conn.getresponse().read())
+        assert {link["href"].split("/api/")[0] for link in page["links"]} == {
+            "https://map.example.org"}
+        conn.close()
         for _ in range(20):  # whichever worker answers, the answer is the same
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/sources") as r:
                 assert b'"demo"' in r.read()
@@ -54,4 +71,7 @@ def test_serve_runs_gunicorn_workers(request, backend, engine, tmp_path):
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-    assert "Booting worker" in out and out.count("Booting worker") >= 2, out[-2000:]
+    assert out.count("Started worker") >= 2, out[-2000:]
+    # no access log unless MAPSERVICE_ACCESS_LOG asks for one: who searched for what is
+    # nobody's record
+    assert "/api/v1/resources" not in out, out[-2000:]

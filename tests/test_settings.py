@@ -45,3 +45,15 @@ def test_secret_key_is_created_once_and_shared(tmp_path):
     second = settings.resolve({**settings.load({}), "INSTANCE_DIR": str(tmp_path)})
     assert first["SECRET_KEY"] == second["SECRET_KEY"] and len(first["SECRET_KEY"]) == 64
     assert first["DATABASE_URL"] == f"sqlite:///{tmp_path / 'mapservice.sqlite'}"
+
+
+def test_server_settings_are_checked(tmp_path):
+    base = {**settings.load({}), "INSTANCE_DIR": str(tmp_path)}
+    assert base["WORKERS"] >= 1 and base["THREADS"] >= 1
+    assert base["ACCESS_LOG"] is False and base["PROXY_COUNT"] == 0
+    assert settings.load({"MAPSERVICE_ACCESS_LOG": "yes"})["ACCESS_LOG"] is True
+    with pytest.raises(settings.SettingError, match="MAPSERVICE_ACCESS_LOG"):
+        settings.load({"MAPSERVICE_ACCESS_LOG": "sometimes"})
+    for key, bad in (("WORKERS", 0), ("THREADS", 0), ("PROXY_COUNT", -1)):
+        with pytest.raises(settings.SettingError, match=f"MAPSERVICE_{key}: must be at least"):
+            settings.resolve({**base, key: bad})
