@@ -246,6 +246,8 @@ def run_import(store: Store, path: Path, options: ImportOptions,
     fmt = options.format or detect_format(path)
     reader = reader_for(fmt)
     report = ImportReport(source=options.source, dry_run=options.dry_run)
+    if geocoder is not None and options.address_geocoding:
+        geocoder = _reusing_placed_addresses(store, options.source, geocoder)
     candidates = reader.read(path, options)
     if options.progress is not None:
         candidates = options.progress(candidates, None, f"reading {path.name}")
@@ -405,3 +407,33 @@ def record_geocoder(online: OnlineGeocoder | None, city: str | None = None) -> G
 
 
 _MAX_ONLINE_FAILURES = 3
+
+
+def _address_key(address: Any, postcode: Any) -> tuple[str, str]:
+    return (" ".join(str(address or "").split()).casefold(),
+            " ".join(str(postcode or "").split()).casefold())
+
+
+def _reusing_placed_addresses(store: Store, source: str, geocoder: Geocoder) -> Geocoder:
+    """``geocoder``, but a record of ``source`` that is stored already with the same street
+    address and postcode keeps the point it has (an earlier run placed it: by the online
+    geocoder, or from coordinates the file had then) and nothing is asked. A re-import then
+    sends no address again and changes nothing, even if the online geocoder's data moved
+    meanwhile. The stored points are read once, when the first record needs one."""
+    placed: dict[str, tuple[str, str | None, float, float]] | None = None
+
+    def place(rec: dict[str, Any]) -> tuple[float, float] | Placement | None:
+        nonlocal placed
+        sid = str(rec.get("source_id") or "")
+        if sid and str(rec.get("address") or "").strip() and \
+                not rec.get("location_confidential"):
+            if placed is None:
+                placed = store.placed_addresses(source)
+            known = placed.get(sid)
+            if known is not None and _address_key(known[0], known[1]) == _address_key(
+                    rec.get("address"), rec.get("postcode")):
+                return Placement(known[2], known[3], "kept the point of its earlier import "
+                                 "(same address; the online geocoder was not asked)")
+        return geocoder(rec)
+
+    return place

@@ -360,3 +360,27 @@ def test_a_file_with_only_an_address_column_needs_the_online_geocoder(app, tmp_p
     assert done.exit_code == 0 and "created 1" in done.output, done.output
     assert published(app) == {"Nachbarschaftstreff Große Bergstraße": pytest.approx(
         (53.5503, 9.9347))}
+
+
+def test_a_reimport_keeps_the_points_and_asks_nothing_again(app, tmp_path, nominatim):
+    """Importing the same file again (a new process: no in-memory cache) sends no address:
+    the stored record with the same address keeps its point, and nothing changes; a changed
+    address is asked for again."""
+    from mapservice import geocode
+
+    app.config.update(online_settings(nominatim))
+    path = write(tmp_path, CSV)
+    assert app.test_cli_runner().invoke(args=["import", str(path)]).exit_code == 0
+    assert len(nominatim.requests) == 1
+    geocode._online.cache_clear()  # as in a new `mapservice import` process
+    done = app.test_cli_runner().invoke(args=["import", str(path)])
+    assert done.exit_code == 0, done.output
+    assert "created 0, updated 0, unchanged 3" in done.output
+    assert "kept the point of its earlier import" in done.output
+    assert len(nominatim.requests) == 1
+    geocode._online.cache_clear()
+    moved = CSV.replace("Große Bergstraße 12", "Große Bergstraße 14")
+    done = app.test_cli_runner().invoke(args=["import", str(write(tmp_path, moved))])
+    assert done.exit_code == 0, done.output
+    assert "updated 1" in done.output
+    assert [r["params"]["q"] for r in nominatim.requests][1:] == ["Große Bergstraße 14, Hamburg"]

@@ -850,6 +850,19 @@ class Store:
             return {row["resource_uid"]: {n: row[n] for n in fields}
                     for row in conn.execute(stmt).mappings()}
 
+    def placed_addresses(self, source: str) -> dict[str, tuple[str, str | None, float, float]]:
+        """(address, postcode, lat, lon) of the resources of ``source`` that have a street
+        address and a public point, by source id: where an earlier import placed them. A
+        re-import reuses such a point for the same address instead of asking the online
+        geocoder again (``importers.pipeline``). Confidential places are left out."""
+        r = Resource
+        stmt = (select(r.source_id, r.address, r.postcode, func.ST_Y(r.geom), func.ST_X(r.geom))
+                .where(r.source == source, r.address.is_not(None),
+                       r.location_confidential.is_(False)))
+        with self.engine.connect() as conn:
+            return {sid: (address, postcode, lat, lon)
+                    for sid, address, postcode, lat, lon in conn.execute(stmt)}
+
     def sources_in_use(self) -> list[dict[str, Any]]:
         """Sources of published resources, with their licence and attribution."""
         stmt = (select(Source.name, Source.licence, Source.attribution, Source.url)
