@@ -210,8 +210,12 @@ def register(app: Flask) -> None:
 
 def _create(*_args) -> Flask:
     from . import create_app
+    from .settings import SettingError
 
-    return create_app()
+    try:
+        return create_app()
+    except SettingError as exc:  # a wrong MAPSERVICE_* value: say which, without a traceback
+        raise click.ClickException(f"configuration: {exc}") from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create, add_default_commands=False,

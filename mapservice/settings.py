@@ -127,7 +127,9 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:
             values[setting.name] = setting.cast(raw)
         except ValueError as exc:
-            raise SettingError(f"{setting.env}: {exc}") from None
+            kind = {int: "a whole number", float: "a number"}.get(setting.cast)
+            raise SettingError(f"{setting.env}: " + (f"expected {kind}, got {raw!r}" if kind
+                                                     else str(exc))) from None
     return values
 
 

@@ -272,6 +272,7 @@ def test_the_cli_refuses_an_unknown_geocoder(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "MAPSERVICE_GEOCODER: unknown geocoder 'bing'; allowed: nominatim" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 # ---- CSV import (both backends) --------------------------------------------------------------

@@ -57,3 +57,23 @@ def test_server_settings_are_checked(tmp_path):
     for key, bad in (("WORKERS", 0), ("THREADS", 0), ("PROXY_COUNT", -1)):
         with pytest.raises(settings.SettingError, match=f"MAPSERVICE_{key}: must be at least"):
             settings.resolve({**base, key: bad})
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MAPSERVICE_WORKERS", "two", "MAPSERVICE_WORKERS: expected a whole number, got 'two'"),
+    ("MAPSERVICE_THREADS", "0", "MAPSERVICE_THREADS: must be at least 1, got 0"),
+    ("MAPSERVICE_GEOCODER_TIMEOUT_S", "soon",
+     "MAPSERVICE_GEOCODER_TIMEOUT_S: expected a number, got 'soon'"),
+])
+def test_a_wrong_setting_stops_the_cli_with_its_name_and_no_traceback(tmp_path, name, value,
+                                                                     message):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, name: value, "MAPSERVICE_INSTANCE_DIR": str(tmp_path),
+           "MAPSERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    done = subprocess.run([sys.executable, "-m", "mapservice", "serve"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: configuration: {message}", done.stderr
