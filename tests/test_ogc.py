@@ -2,6 +2,7 @@
 rules, and real clients (OWSLib, GDAL's OAPIF driver) against a live server with the demo data."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -58,6 +59,10 @@ def store(app):
     return app.extensions["mapservice"]["store"]
 
 
+def _instant(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _local(href: str) -> str:
     parts = urlsplit(href)
     return parts.path + (f"?{parts.query}" if parts.query else "")
@@ -105,6 +110,18 @@ def test_landing_conformance_and_collections(client):
     assert collection["itemType"] == "feature" and collection["crs"] == [CRS84]
     assert collection["extent"]["spatial"]["crs"] == CRS84
     (minlon, minlat, maxlon, maxlat), = collection["extent"]["spatial"]["bbox"]
+    # the temporal extent spans the published resources' last changes (what datetime filters)
+    temporal = collection["extent"]["temporal"]
+    assert temporal["trs"] == "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+    (first, last), = temporal["interval"]
+    everything = client.get("/api/v1/resources?f=json&limit=1000").get_json()["items"]
+    changed = sorted(item["updated_at"] for item in everything)
+    assert first.endswith("Z") and last.endswith("Z")
+    assert _instant(first) == _instant(changed[0])  # whole seconds, widened outwards
+    assert _instant(changed[-1]) <= _instant(last) < _instant(changed[-1]) + dt.timedelta(
+        seconds=2)
+    inside = client.get(f"/ogc/collections/resources/items?datetime={first}/{last}&limit=1000")
+    assert len(inside.get_json()["features"]) == len(everything)
     items = _rel(collection, "items")
     assert items and items[0]["type"] == "application/geo+json"
     features = client.get(_local(items[0]["href"]) + "?limit=1000").get_json()["features"]

@@ -103,6 +103,24 @@ def _region() -> tuple[float, float, float, float]:
             max(p.bbox[2] for p in places), max(p.bbox[3] for p in places))
 
 
+def _temporal_extent() -> dict[str, Any]:
+    """The span of the features' one temporal property, ``updated_at`` (what ``datetime``
+    filters on), from the oldest to the newest change of a published resource; both ends
+    open (null) while none is published."""
+    oldest, newest = _ctx()["store"].published_change_range()
+    # whole seconds, as the features' updated_at: widened outwards, so the interval holds all
+    if newest is not None and newest.microsecond:
+        newest = newest.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return {"interval": [[_instant(oldest), _instant(newest)]],
+            "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}
+
+
+def _instant(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def _collection_doc() -> dict[str, Any]:
     items = _url("ogc.items", collection_id=COLLECTION)
     return {
@@ -113,7 +131,8 @@ def _collection_doc() -> dict[str, Any]:
                          "are shown only as an approximate point."),
         "itemType": "feature",
         "crs": [CRS84],
-        "extent": {"spatial": {"bbox": [list(_region())], "crs": CRS84}},
+        "extent": {"spatial": {"bbox": [list(_region())], "crs": CRS84},
+                   "temporal": _temporal_extent()},
         "links": [
             _link("self", _url("ogc.collection", collection_id=COLLECTION), JSON),
             _link("items", items, GEOJSON, _("The resources as GeoJSON")),

@@ -536,6 +536,17 @@ class Store:
         with self._reading() as conn:
             return self._newest_change(conn)
 
+    @retry_read
+    def published_change_range(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The oldest and the newest ``updated_at`` of the published resources (UTC): the
+        temporal extent of what the public sees (OGC ``datetime`` filters on it)."""
+        r = Resource
+        stmt = select(func.min(r.updated_at), func.max(r.updated_at)).where(
+            r.status == "published")
+        with self._reading() as conn:
+            oldest, newest = conn.execute(stmt).one()
+        return (_utc(oldest) if oldest else None, _utc(newest) if newest else None)
+
     def _newest_change(self, conn: Any) -> dt.datetime | None:
         rows = self._plan(("newest",), lambda: select(self._newest_column())).run(conn, {})
         return _utc(rows[0][0]) if rows else None
