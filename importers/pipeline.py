@@ -417,10 +417,11 @@ def _address_key(address: Any, postcode: Any) -> tuple[str, str]:
 def _reusing_placed_addresses(store: Store, source: str, geocoder: Geocoder) -> Geocoder:
     """``geocoder``, but a record of ``source`` that is stored already with the same street
     address and postcode keeps the point it has (an earlier run placed it: by the online
-    geocoder, or from coordinates the file had then) and nothing is asked. A re-import then
+    geocoder, or from coordinates the file had then) and nothing is asked; so does one whose
+    address a moderator set (the import will not change that address). A re-import then
     sends no address again and changes nothing, even if the online geocoder's data moved
     meanwhile. The stored points are read once, when the first record needs one."""
-    placed: dict[str, tuple[str, str | None, float, float]] | None = None
+    placed: dict[str, tuple[str, str | None, float, float, bool]] | None = None
 
     def place(rec: dict[str, Any]) -> tuple[float, float] | Placement | None:
         nonlocal placed
@@ -430,6 +431,11 @@ def _reusing_placed_addresses(store: Store, source: str, geocoder: Geocoder) -> 
             if placed is None:
                 placed = store.placed_addresses(source)
             known = placed.get(sid)
+            if known is not None and known[4]:
+                # A moderator set the address: the import keeps it (a conflict), and the
+                # point belongs to that address, not to the file's.
+                return Placement(known[2], known[3], "kept its point: a moderator set its "
+                                 "address (the online geocoder was not asked)")
             if known is not None and _address_key(known[0], known[1]) == _address_key(
                     rec.get("address"), rec.get("postcode")):
                 return Placement(known[2], known[3], "kept the point of its earlier import "

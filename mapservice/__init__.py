@@ -34,8 +34,10 @@ def create_app(config: Mapping[str, Any] | None = None):
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = app.config["PROXY_COUNT"]
+        # Not X-Forwarded-Port/-Prefix: a proxy that does not set them passes a client's own
+        # on, and links with a forged port or path would be cached publicly.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore
-                                x_host=hops, x_port=hops, x_prefix=hops)
+                                x_host=hops, x_port=0, x_prefix=0)
 
     engine = make_engine(app.config["DATABASE_URL"],
                          spatialite_library=app.config["SPATIALITE_LIBRARY"],

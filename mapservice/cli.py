@@ -179,9 +179,9 @@ def duplicates(status: str, limit: int, as_json: bool) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (MAPSERVICE_WORKERS).")
-@click.option("--threads", type=int, default=None,
+@click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads per worker process (MAPSERVICE_THREADS).")
 @click.option("--debug", is_flag=True, help="Flask's development server with the debugger.")
 def serve(host: str, port: int, workers: int | None, threads: int | None, debug: bool) -> None:
@@ -218,7 +218,21 @@ def _create(*_args) -> Flask:
         raise click.ClickException(f"configuration: {exc}") from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create, add_default_commands=False,
+class _Group(FlaskGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        # `mapservice --help` lists the app's commands: with a wrong setting there is no app;
+        # say why (as every command does) instead of Flask's traceback.
+        from flask.cli import ScriptInfo
+
+        try:
+            ctx.ensure_object(ScriptInfo).load_app()
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            return []
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_Group, create_app=_create, add_default_commands=False,
              add_version_option=False, load_dotenv=False)
 @click.version_option(package_name="mapservice")
 def main() -> None:

@@ -274,9 +274,29 @@ class StatelessReadAPI(SecureCookieSessionInterface):
         return super().open_session(app, request_)  # type: ignore[arg-type]
 
 
+def _warn_untrusted_proxy(app: Flask) -> None:
+    """Once per process: a request came through a proxy (``X-Forwarded-Proto``) whose headers
+    the settings do not trust, so the links the app writes name the proxy's view of nothing:
+    ``http://`` and the internal host. (gunicorn, the earlier server, trusted that header from
+    127.0.0.1 by itself; granian does not.)"""
+    if app.config.get("PROXY_COUNT"):
+        return
+    warned: list[bool] = []
+
+    def check() -> None:
+        if not warned and "HTTP_X_FORWARDED_PROTO" in request.environ:
+            warned.append(True)
+            log.warning("requests come with X-Forwarded-Proto, but MAPSERVICE_PROXY_COUNT is 0: "
+                        "the header is ignored and links are written as %s://%s/...; behind "
+                        "one reverse proxy set MAPSERVICE_PROXY_COUNT=1", request.scheme,
+                        request.host)
+    app.before_request(check)
+
+
 def init_app(app: Flask) -> None:
     _tune_gc()
     app.session_interface = StatelessReadAPI()
+    _warn_untrusted_proxy(app)
 
     @app.errorhandler(MapserviceError)
     def _mapservice_error(exc: MapserviceError):

@@ -83,7 +83,7 @@ SETTINGS: tuple[Setting, ...] = (
             "what an operator needs, and the service keeps no record of who looked for what.",
             _bool),
     Setting("PROXY_COUNT", 0, "Number of reverse proxies in front of the app whose "
-            "`X-Forwarded-For`, `-Proto`, `-Host`, `-Port` and `-Prefix` headers are trusted "
+            "`X-Forwarded-For`, `-Proto` and `-Host` headers are trusted "
             "(werkzeug's ProxyFix): 1 behind one nginx, so that links the app writes (API "
             "`next`/`self`, OGC and HSDS links) carry the public https URL. 0: none trusted.",
             int),

@@ -385,3 +385,27 @@ def test_a_reimport_keeps_the_points_and_asks_nothing_again(app, tmp_path, nomin
     assert done.exit_code == 0, done.output
     assert "updated 1" in done.output
     assert [r["params"]["q"] for r in nominatim.requests][1:] == ["Große Bergstraße 14, Hamburg"]
+
+
+def test_a_moderators_address_keeps_its_point_and_is_not_sent(app, tmp_path, nominatim):
+    """A moderator corrected a record's address (and so its point): a re-import of the old
+    file keeps both (the address is a conflict), and the file's address is not sent again."""
+    from sqlalchemy import select
+
+    from mapservice import geocode
+    from mapservice.models import Resource
+
+    app.config.update(online_settings(nominatim))
+    path = write(tmp_path, CSV)
+    assert app.test_cli_runner().invoke(args=["import", str(path)]).exit_code == 0
+    store = app.extensions["mapservice"]["store"]
+    with store.session() as session, session.begin():
+        res = session.scalar(select(Resource).where(Resource.source_id == "1"))
+        res.address, res.locked_fields = "Große Bergstraße 16", ["address"]
+    geocode._online.cache_clear()
+    done = app.test_cli_runner().invoke(args=["import", str(path)])
+    assert done.exit_code == 0, done.output
+    assert "a moderator set its address" in done.output and "conflicts 1" in done.output
+    assert len(nominatim.requests) == 1
+    assert published(app)["Nachbarschaftstreff Große Bergstraße"] == pytest.approx(
+        (53.5503, 9.9347))

@@ -90,3 +90,30 @@ def test_a_run_interrupted_at_any_step_leaves_everything_as_it_was(store, tmp_pa
                                                      archive_missing=True))
     assert (report.updated, report.archived) == (rows - 1, 1)
     assert store.count(statuses=("archived",)) == 1
+
+
+def test_an_interrupted_first_bulk_import_leaves_an_empty_working_database(store, tmp_path):
+    """The first bulk load into an empty table rebuilds its indexes inside the run's one
+    transaction; stopped after that (while looking for duplicates), nothing is left: no
+    resource, no source, and the indexes and search work for the next run."""
+    path = _csv(tmp_path / "a.csv", [(i, f"Jugendtreff {i}", 53.5 + i * 1e-5, 10.0)
+                                     for i in range(5_200)])
+
+    def status(message):
+        if message.startswith("looking for possible duplicates"):
+            raise Interrupted(message)
+
+    with pytest.raises(Interrupted):
+        run_import(store, path, ImportOptions(source="youth", status=status))
+    assert store.count() == 0 and store.sources_in_use() == []
+    report = run_import(store, path, ImportOptions(source="youth"))
+    assert report.created == 5_200
+    near = store.search(SearchQuery(near=(53.5, 10.0), limit=3)).hits
+    assert [h.properties["name"] for h in near] == ["Jugendtreff 0", "Jugendtreff 1",
+                                                    "Jugendtreff 2"]
+    assert store.search(SearchQuery(text="jugendtreff", limit=1)).hits
+
+
+def test_dry_run_is_the_callers_transaction_when_conn_is_given(store):
+    with store.transaction(dry_run=True) as conn, pytest.raises(ValueError, match="dry_run"):
+        store.upsert([], source="x", changed_by="t", dry_run=True, conn=conn)

@@ -75,3 +75,33 @@ def test_serve_runs_granian_workers(request, backend, engine, tmp_path):
     # no access log unless MAPSERVICE_ACCESS_LOG asks for one: who searched for what is
     # nobody's record
     assert "/api/v1/resources" not in out, out[-2000:]
+
+
+def test_an_untrusted_proxy_header_is_ignored_and_reported_once(tmp_path, caplog):
+    """Without MAPSERVICE_PROXY_COUNT the X-Forwarded-* headers change no link (a client could
+    send them), and the operator is told once that the proxy's headers are not trusted."""
+    from mapservice import create_app
+
+    from mapservice import migrate
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+                      "INSTANCE_DIR": str(tmp_path), "TESTING": True})
+    migrate.upgrade(app.extensions["mapservice"]["engine"])
+    client = app.test_client()
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example",
+              "X-Forwarded-Port": "6666", "X-Forwarded-Prefix": "/evil"}
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            r = client.get("/ogc/collections", headers=forged)
+            assert r.status_code == 200
+            assert "evil" not in r.get_data(as_text=True)
+            assert "https://" not in r.get_data(as_text=True)
+    warnings = [rec.message for rec in caplog.records if "PROXY_COUNT" in rec.message]
+    assert len(warnings) == 1 and "MAPSERVICE_PROXY_COUNT=1" in warnings[0]
+    # trusted (one proxy): scheme and host follow it, port and prefix never do
+    trusted = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+                          "INSTANCE_DIR": str(tmp_path), "TESTING": True, "PROXY_COUNT": 1})
+    body = trusted.test_client().get("/ogc/collections", headers={
+        **forged, "X-Forwarded-Host": "map.example.org"}).get_data(as_text=True)
+    assert "https://map.example.org/ogc/collections" in body
+    assert "6666" not in body and "/evil" not in body

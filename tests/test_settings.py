@@ -77,3 +77,7 @@ def test_a_wrong_setting_stops_the_cli_with_its_name_and_no_traceback(tmp_path, 
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip() == f"Error: configuration: {message}", done.stderr
+    listed = subprocess.run([sys.executable, "-m", "mapservice", "--help"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.stderr.strip() == f"Error: configuration: {message}", listed.stderr
+    assert "Usage: " in listed.stdout

@@ -334,6 +334,9 @@ class Store:
                  ) -> Iterator[Connection]:
         """``conn`` (a caller's :meth:`transaction`), else a transaction of its own."""
         if conn is not None:
+            if dry_run:
+                raise ValueError("dry_run with conn=: the caller's transaction decides; "
+                                 "use transaction(dry_run=True)")
             yield conn
             return
         with self.transaction(dry_run=dry_run) as own:
@@ -541,8 +544,12 @@ class Store:
         """The oldest and the newest ``updated_at`` of the published resources (UTC): the
         temporal extent of what the public sees (OGC ``datetime`` filters on it)."""
         r = Resource
-        stmt = select(func.min(r.updated_at), func.max(r.updated_at)).where(
-            r.status == "published")
+        # Two subqueries: each reads one end of the index on updated_at (SQLite uses the
+        # index for a lone min() or max() only; both in one SELECT scan the table).
+        def end(aggregate: Any) -> Any:
+            return select(aggregate(r.updated_at)).where(r.status == "published") \
+                .scalar_subquery()
+        stmt = select(end(func.min), end(func.max))
         with self._reading() as conn:
             oldest, newest = conn.execute(stmt).one()
         return (_utc(oldest) if oldest else None, _utc(newest) if newest else None)
@@ -861,18 +868,22 @@ class Store:
             return {row["resource_uid"]: {n: row[n] for n in fields}
                     for row in conn.execute(stmt).mappings()}
 
-    def placed_addresses(self, source: str) -> dict[str, tuple[str, str | None, float, float]]:
-        """(address, postcode, lat, lon) of the resources of ``source`` that have a street
-        address and a public point, by source id: where an earlier import placed them. A
-        re-import reuses such a point for the same address instead of asking the online
-        geocoder again (``importers.pipeline``). Confidential places are left out."""
+    def placed_addresses(self, source: str
+                         ) -> dict[str, tuple[str, str | None, float, float, bool]]:
+        """(address, postcode, lat, lon, address locked by a moderator) of the resources of
+        ``source`` that have a street address and a public point, by source id: where an
+        earlier import (or a moderator) placed them. A re-import reuses such a point instead
+        of asking the online geocoder again (``importers.pipeline``). Confidential places
+        are left out."""
         r = Resource
-        stmt = (select(r.source_id, r.address, r.postcode, func.ST_Y(r.geom), func.ST_X(r.geom))
+        stmt = (select(r.source_id, r.address, r.postcode, func.ST_Y(r.geom), func.ST_X(r.geom),
+                       r.locked_fields)
                 .where(r.source == source, r.address.is_not(None),
                        r.location_confidential.is_(False)))
         with self.engine.connect() as conn:
-            return {sid: (address, postcode, lat, lon)
-                    for sid, address, postcode, lat, lon in conn.execute(stmt)}
+            self._unbounded(conn)  # a whole source: may take longer than a search
+            return {sid: (address, postcode, lat, lon, "address" in (locked or ()))
+                    for sid, address, postcode, lat, lon, locked in conn.execute(stmt)}
 
     def sources_in_use(self) -> list[dict[str, Any]]:
         """Sources of published resources, with their licence and attribution."""
@@ -973,22 +984,28 @@ class Store:
         keep = set(map(str, keep_ids))
         archived = 0
         with self._orm(conn, dry_run) as session:
-            for res in session.scalars(select(Resource).where(
-                    Resource.source == source, Resource.status != "archived")):
-                if res.source_id in keep:
-                    continue
-                before = res.status
-                res.status = "archived"
-                res.version += 1
-                res.updated_at = dt.datetime.now(dt.timezone.utc)
-                session.add(ResourceVersion(resource_id=res.id, version=res.version,
-                                            changed_by=changed_by,
-                                            data=_jsonable(self.snapshot(res)),
-                                            diff={"status": [before, "archived"]}))
-                archived += 1
+            live = session.execute(select(Resource.id, Resource.source_id).where(
+                Resource.source == source, Resource.status != "archived")).all()
+            gone = [rid for rid, sid in live if sid not in keep]
+            # Only the records to archive become ORM objects (not a whole large source).
+            for start in range(0, len(gone), 1000):
+                ids = gone[start:start + 1000]
+                for res in session.scalars(select(Resource).where(Resource.id.in_(ids))):
+                    archived += self._archive(session, res, changed_by)
             session.flush()
             self._fill_features(session.connection())
         return archived
+
+    def _archive(self, session: Session, res: Resource, changed_by: str) -> int:
+        """Archive ``res`` with its version; 1."""
+        before = res.status
+        res.status = "archived"
+        res.version += 1
+        res.updated_at = dt.datetime.now(dt.timezone.utc)
+        session.add(ResourceVersion(resource_id=res.id, version=res.version,
+                                    changed_by=changed_by, data=_jsonable(self.snapshot(res)),
+                                    diff={"status": [before, "archived"]}))
+        return 1
 
     def assign_districts(self) -> int:
         """Set every resource's ``stadtteil`` and ``bezirk`` from the district polygons that

@@ -252,6 +252,8 @@ class PostGISStore(Store):
         spec = ", ".join(f"{name} {_BULK_TYPES.get(name, 'text')}" for name in columns)
         # Memory for the merge's hash joins over a million rows (instead of spilling to disk).
         conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+        # A second bulk load in the same transaction finds the first one's table.
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{table}")
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table} ({spec}) ON COMMIT DROP")
         count = 0
         cursor = conn.connection.dbapi_connection.cursor()
