@@ -121,3 +121,53 @@ def test_map_read_from_the_rtree_counts_every_entry(_spatialite_engine):
                  if abs(rec["lon"] - lon) * kx <= r and abs(rec["lat"] - lat) * ky <= r)
     assert 40 <= inside <= 80
     assert math.isfinite(r)
+
+
+def test_one_thread_builds_the_map_and_the_others_use_the_old_one(_spatialite_engine):
+    """Several threads of a worker searching when the map is missing or expired: the R*Tree is
+    read once, not once per thread; during a rebuild the others keep the old map."""
+    import threading
+    import time
+
+    from mapservice.store import make_store
+    from mapservice.store import spatialite as sl
+
+    from .conftest import _clean
+
+    engine = _spatialite_engine
+    _clean(engine)
+    store = make_store(engine)
+    store.upsert(osm_poi_records(POI_FILES[0]), source="poi", changed_by="test")
+    reads: list[float] = []
+    read = store._read_density_map
+
+    def slow_read(conn):  # the real read, made slow enough for the threads to overlap
+        reads.append(time.monotonic())
+        time.sleep(0.2)
+        return read(conn)
+
+    store._read_density_map = slow_read
+    results: list[object] = []
+
+    def search() -> None:
+        with engine.connect() as conn:
+            results.append(store._density_map(conn))
+
+    def run_threads() -> None:
+        threads = [threading.Thread(target=search) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    run_threads()  # no map yet: one builds it, the others wait for it
+    assert len(reads) == 1 and len(results) == 8 and all(r is results[0] for r in results)
+    first = results[0]
+    assert first is not None
+    built_at, _ = store._map
+    store._map = (built_at - sl._MAP_MAX_AGE_S - 1, first)  # expired
+    results.clear()
+    run_threads()  # one rebuilds; the others answer at once with the old map
+    assert len(reads) == 2
+    assert sum(r is first for r in results) >= 1 and len(results) == 8
+    assert store._map[1] is not first and time.monotonic() - store._map[0] < 5

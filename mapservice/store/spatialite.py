@@ -16,6 +16,7 @@ import json
 import math
 import re
 import struct
+import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -60,6 +61,7 @@ class SpatiaLiteStore(Store):
         # query shape -> [entries per m² near the searched points, share of entries matching]
         self._hints: dict[tuple[str, ...], list[float]] = {}
         self._map: tuple[float, DensityMap | None] | None = None  # (built at, map)
+        self._map_lock = threading.Lock()  # one thread (re)builds the map at a time
 
     def _codes_overlap(self, column_: Any, codes: Any) -> ColumnElement:
         each = func.json_each(column_).table_valued("value")
@@ -242,11 +244,23 @@ class SpatiaLiteStore(Store):
             self._hints.clear()
 
     def _density_map(self, conn: Any) -> DensityMap | None:
-        """The :class:`DensityMap` of the spatial index, at most ``_MAP_MAX_AGE_S`` old."""
-        now = time.monotonic()
-        if self._map is None or now - self._map[0] > _MAP_MAX_AGE_S:
-            self._map = (now, self._read_density_map(conn))
-        return self._map[1]
+        """The :class:`DensityMap` of the spatial index, at most ``_MAP_MAX_AGE_S`` old (a
+        little older while another thread rebuilds it: it is only a hint).
+
+        One thread of the process builds it; the others wait for the first map, and use the
+        old one while it is rebuilt, instead of each reading the R*Tree again."""
+        current = self._map
+        if current is not None and time.monotonic() - current[0] <= _MAP_MAX_AGE_S:
+            return current[1]
+        if not self._map_lock.acquire(blocking=current is None):
+            return current[1]  # type: ignore[index]  # being rebuilt: the old map meanwhile
+        try:
+            current = self._map
+            if current is None or time.monotonic() - current[0] > _MAP_MAX_AGE_S:
+                self._map = current = (time.monotonic(), self._read_density_map(conn))
+            return current[1]
+        finally:
+            self._map_lock.release()
 
     def _read_density_map(self, conn: Any) -> DensityMap | None:
         """From the R*Tree's leaf pages (found by walking down from the root; each a 4-byte
