@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import difflib
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -284,9 +285,13 @@ def online(config: Mapping[str, Any]) -> OnlineGeocoder | None:
     default). One instance per configuration and process: its pace and cache are shared."""
     if not str(config.get("GEOCODER") or "").strip():
         return None
-    return _online(*(str(config[name]) for name in (
-        "GEOCODER", "GEOCODER_URL", "GEOCODER_USER_AGENT", "GEOCODER_TIMEOUT_S",
-        "GEOCODER_MIN_DELAY_S", "REGION_BBOX", "REGION_COUNTRY")))
+    with _ONLINE_LOCK:  # threads asking at once get the one instance too (one pace)
+        return _online(*(str(config[name]) for name in (
+            "GEOCODER", "GEOCODER_URL", "GEOCODER_USER_AGENT", "GEOCODER_TIMEOUT_S",
+            "GEOCODER_MIN_DELAY_S", "REGION_BBOX", "REGION_COUNTRY")))
+
+
+_ONLINE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=8)

@@ -409,3 +409,29 @@ def test_a_moderators_address_keeps_its_point_and_is_not_sent(app, tmp_path, nom
     assert len(nominatim.requests) == 1
     assert published(app)["Nachbarschaftstreff Große Bergstraße"] == pytest.approx(
         (53.5503, 9.9347))
+
+
+def test_threads_asking_at_once_share_one_geocoder_and_its_pace(nominatim, monkeypatch):
+    """A worker runs several threads: the first requests that need the online geocoder, at
+    the same moment, must get the same instance (one rate limiter), not one each."""
+    import threading
+
+    from mapservice import geocode, settings
+
+    class Slow(geocode.OnlineGeocoder):
+        def __init__(self, **kwargs: Any) -> None:
+            time.sleep(0.1)  # a slow set-up, so the threads overlap
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(geocode, "OnlineGeocoder", Slow)
+    geocode._online.cache_clear()
+    config = {**settings.load({}), **online_settings(nominatim)}
+    found: list[Any] = []
+    threads = [threading.Thread(target=lambda: found.append(geocode.online(config)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    geocode._online.cache_clear()
+    assert len(found) == 8 and len({id(g) for g in found}) == 1
