@@ -21,17 +21,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from .search_bench import HOST, free_port
 
 
-def _serve(checkout: Path, url: str) -> tuple[subprocess.Popen, int]:
+def serve(cmd: list[str], url: str, cwd: Path, **env: str) -> tuple[subprocess.Popen, int]:
+    """Start ``cmd`` (``{port}`` in it: a free loopback port) serving database ``url`` from
+    ``cwd`` in its own process group; return once it answers, with its port."""
     port = free_port()
-    env = dict(os.environ, MAPSERVICE_DATABASE_URL=url, MAPSERVICE_SECRET_KEY="bench-only",
-               MAPSERVICE_INSTANCE_DIR=str(checkout / "bench" / "out" / "instance"),
-               PYTHONPATH=str(checkout))
-    proc = subprocess.Popen([sys.executable, "-m", "mapservice", "serve", "--host", HOST,
-                             "--port", str(port), "--workers", "2"], cwd=checkout, env=env,
+    environ = dict(os.environ, MAPSERVICE_DATABASE_URL=url, MAPSERVICE_SECRET_KEY="bench-only",
+                   MAPSERVICE_INSTANCE_DIR=str(cwd / "bench" / "out" / "instance"), **env)
+    proc = subprocess.Popen([part.format(port=port) for part in cmd], cwd=cwd, env=environ,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 60
@@ -40,11 +41,34 @@ def _serve(checkout: Path, url: str) -> tuple[subprocess.Popen, int]:
             conn = http.client.HTTPConnection(HOST, port, timeout=5)
             conn.request("GET", "/api/v1/resources?limit=1")
             if conn.getresponse().status == 200:
+                conn.close()
                 return proc, port
         except OSError:
             time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGTERM)
-    raise SystemExit(f"{checkout}: not serving after 60 s")
+    raise SystemExit(f"{' '.join(cmd[:3])} in {cwd}: not serving after 60 s")
+
+
+def interleaved(names: list[str], run: Callable[[str, int, int], list[float]], blocks: int,
+                per_block: int) -> dict[str, list[float]]:
+    """Latencies of ``run(name, start, n)`` for each name, in ``blocks`` blocks of
+    ``per_block`` requests, the order of the names reversed every other block."""
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for block in range(blocks):
+        for name in names if block % 2 == 0 else names[::-1]:
+            results[name] += run(name, block * per_block, per_block)
+    return results
+
+
+def print_percentiles(label: str, latencies: list[float]) -> None:
+    lat = sorted(latencies)
+    q = lambda f: lat[int(f * (len(lat) - 1))]  # noqa: E731
+    print(f"{label} n={len(lat)} p50 {q(.5):.2f} p95 {q(.95):.2f} p99 {q(.99):.2f} ms")
+
+
+def _serve(checkout: Path, url: str) -> tuple[subprocess.Popen, int]:
+    return serve([sys.executable, "-m", "mapservice", "serve", "--host", HOST, "--port",
+                  "{port}", "--workers", "2"], url, checkout, PYTHONPATH=str(checkout))
 
 
 def _requests(port: int, points: list[tuple[float, float]], start: int, n: int) -> list[float]:
@@ -79,16 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _proc, port in servers.values():
             _requests(port, points, 0, 300)  # warm-up
-        results: dict[str, list[float]] = {"A": [], "B": []}
-        for block in range(args.blocks):
-            for name in ("A", "B") if block % 2 == 0 else ("B", "A"):
-                results[name] += _requests(servers[name][1], points, block * args.per_block,
-                                           args.per_block)
+        results = interleaved(
+            ["A", "B"], lambda name, start, n: _requests(servers[name][1], points, start, n),
+            args.blocks, args.per_block)
         for name, checkout in (("A", args.a), ("B", args.b)):
-            lat = sorted(results[name])
-            q = lambda f: lat[int(f * (len(lat) - 1))]  # noqa: E731
-            print(f"{name} {checkout}: n={len(lat)} p50 {q(.5):.2f} p95 {q(.95):.2f} "
-                  f"p99 {q(.99):.2f} ms")
+            print_percentiles(f"{name} {checkout}:", results[name])
     finally:
         for proc, _port in servers.values():
             os.killpg(proc.pid, signal.SIGTERM)

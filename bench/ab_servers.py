@@ -18,12 +18,12 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .search_bench import HOST, ROOT, free_port
+from .ab_http import interleaved, print_percentiles, serve
+from .search_bench import HOST, ROOT
 
 APP = "mapservice:create_app()"
 
@@ -41,27 +41,6 @@ def _variants(threads: int) -> dict[str, list[str]]:
             gunicorn, "-w", "2", "-k", "gthread", "--threads", str(threads), "--keep-alive", "30",
             "-b", f"{HOST}:{{port}}", APP]
     return found
-
-
-def _serve(cmd: list[str], url: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = dict(os.environ, MAPSERVICE_DATABASE_URL=url, MAPSERVICE_SECRET_KEY="bench-only",
-               MAPSERVICE_INSTANCE_DIR=str(ROOT / "bench" / "out" / "instance"))
-    proc = subprocess.Popen([part.format(port=port) for part in cmd], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=5)
-            conn.request("GET", "/api/v1/resources?limit=1")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise SystemExit(f"{cmd[0]}: not serving after 60 s")
 
 
 def _requests(conn: http.client.HTTPConnection, points: list[tuple[float, float]], start: int,
@@ -98,23 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     points = [(rng.uniform(53.45, 53.68), rng.uniform(9.8, 10.2)) for _ in range(2000)]
-    servers = {name: _serve(cmd, args.url) for name, cmd in _variants(args.threads).items()}
+    servers = {name: serve(cmd, args.url, ROOT) for name, cmd in _variants(args.threads).items()}
     conns = {name: http.client.HTTPConnection(HOST, port, timeout=10)
              for name, (_proc, port) in servers.items()}
     try:
         for name in servers:
             _requests(conns[name], points, 0, 300)  # warm-up
-        results: dict[str, list[float]] = {name: [] for name in servers}
-        names = list(servers)
-        for block in range(args.blocks):
-            for name in names if block % 2 == 0 else names[::-1]:
-                results[name] += _requests(conns[name], points, block * args.per_block,
-                                           args.per_block)
-        for name in names:
-            lat = sorted(results[name])
-            q = lambda f: lat[int(f * (len(lat) - 1))]  # noqa: E731
-            print(f"{name:50s} n={len(lat)} p50 {q(.5):.2f} p95 {q(.95):.2f} "
-                  f"p99 {q(.99):.2f} ms")
+        results = interleaved(
+            list(servers), lambda name, start, n: _requests(conns[name], points, start, n),
+            args.blocks, args.per_block)
+        for name, latencies in results.items():
+            print_percentiles(f"{name:50s}", latencies)
     finally:
         for proc, _port in servers.values():
             os.killpg(proc.pid, signal.SIGTERM)
