@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import shapely
-from sqlalchemy import delete, func, inspect, select
+from sqlalchemy import func, inspect, select
 
 from mapservice.geocode import name_key
 from mapservice.models import DISTRICT_LEVELS, District
@@ -117,12 +117,9 @@ def load_boundaries(store: Store, path: Path, level: str = "auto",
     resource's Stadtteil and Bezirk."""
     rows, warnings = read_boundaries(Path(path), level, crs)
     report = BoundariesReport(warnings=warnings)
-    with store.session() as session, session.begin():
-        for lvl, items in rows.items():
-            session.execute(delete(District).where(District.level == lvl))
-            session.add_all(District(**item) for item in items)
-            report.loaded[lvl] = len(items)
-    report.assigned = store.assign_districts()
+    with store.transaction() as conn:  # polygons and the resources' districts together
+        report.loaded.update(store.replace_districts(rows, conn=conn))
+        report.assigned = store.assign_districts(conn=conn)
     return report
 
 

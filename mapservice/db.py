@@ -13,6 +13,11 @@ from sqlalchemy.pool import StaticPool
 
 #: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
 IDLE_PING_S = 5.0
+#: Execution option: how a SpatiaLite transaction begins, ``"DEFERRED"`` (default, readers) or
+#: ``"IMMEDIATE"`` (writers: ``conn.execution_options(sqlite_begin="IMMEDIATE")`` before the
+#: first statement). PostgreSQL ignores it.
+SQLITE_BEGIN = "sqlite_begin"
+_BEGIN_MODES = {"DEFERRED": "DEFERRED", "IMMEDIATE": "IMMEDIATE"}
 
 
 def _sqlite_module() -> Any:
@@ -69,6 +74,21 @@ def _install_sqlite_hooks(engine: Engine, library: str, timeout_ms: int, mmap_mb
         # cache (2 MB per connection): searches of a large file spend less time in the kernel.
         cur.execute(f"PRAGMA mmap_size={max(int(mmap_mb), 0) * 1024 * 1024}")
         cur.close()
+        # The sqlite3 module opens a transaction only before INSERT/UPDATE/DELETE and runs
+        # any other statement (CREATE, DROP, ALTER) outside one, committed at once: a
+        # migration or a bulk load that fails after its first DDL would leave that DDL
+        # behind. Off with that; SQLAlchemy's "begin" below starts every transaction
+        # (SQLAlchemy's documented pysqlite recipe), so DDL is rolled back with the rest.
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # A writer asks for IMMEDIATE (Store.transaction, migrations): it takes the write
+        # lock up front, waiting for another writer within the busy timeout. A DEFERRED
+        # transaction that reads first and writes later would instead fail at once with
+        # "database is locked" when another connection wrote in between.
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {_BEGIN_MODES[mode]}")
 
     @event.listens_for(engine, "before_cursor_execute")
     def _deadline(conn: Any, _cursor: Any, _stmt: Any, _params: Any, context: Any,

@@ -7,6 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from .db import SQLITE_BEGIN
 from .paths import MIGRATIONS_DIR
 
 
@@ -14,6 +15,11 @@ def _config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
+
+
+def _writer(engine: Engine) -> Engine:
+    """A migration writes: on SQLite its transaction takes the write lock when it begins."""
+    return engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
 
 
 def _unbounded(connection: Connection) -> Connection:
@@ -28,14 +34,14 @@ def _unbounded(connection: Connection) -> Connection:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (idempotent)."""
     cfg = _config()
-    with engine.begin() as connection:
+    with _writer(engine).begin() as connection:
         cfg.attributes["connection"] = _unbounded(connection)
         command.upgrade(cfg, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     cfg = _config()
-    with engine.begin() as connection:
+    with _writer(engine).begin() as connection:
         cfg.attributes["connection"] = _unbounded(connection)
         command.downgrade(cfg, revision)
 

@@ -172,6 +172,32 @@ def test_bad_boundary_files_are_refused_and_nothing_changes(store, tmp_path):
     assert (db_state(store), districts_of(store)) == before
 
 
+def test_a_failure_while_assigning_keeps_the_old_polygons(store, monkeypatch):
+    """New polygons and the resources' districts are one transaction: a failure after the
+    polygons were replaced leaves the old ones and every resource's district as they were."""
+    load_boundaries(store, bezirke())
+    store.upsert([record("rathaus", RATHAUS)], source="test", changed_by="test")
+    before = (db_state(store), districts_of(store))
+
+    def levels():
+        with store.engine.connect() as conn:
+            return conn.execute(text("select level, count(*) from district group by level "
+                                     "order by level")).all()
+
+    polygons = levels()
+    assign = type(store).assign_districts
+
+    def assign_then_fail(self, *, conn=None):
+        assert assign(self, conn=conn) >= 0
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(type(store), "assign_districts", assign_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        load_boundaries(store, stadtteile())  # would add the Stadtteil level
+    assert levels() == polygons == [("bezirk", 7)]
+    assert (db_state(store), districts_of(store)) == before
+
+
 def test_cli_reports_a_bad_boundary_file(app, tmp_path):
     broken = write(tmp_path, "broken.geojson", "")
     done = app.test_cli_runner().invoke(args=["import-boundaries", str(broken)])

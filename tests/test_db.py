@@ -101,3 +101,90 @@ def test_sqlite_connections_read_through_a_memory_map_as_configured(tmp_path, mm
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
+
+
+# ---- SQLite transactions: DDL included, writers take the lock up front ---------------------
+def test_sqlite_ddl_is_rolled_back_with_its_transaction(tmp_path):
+    """The sqlite3 module would run CREATE/DROP outside the transaction and commit them at
+    once; mapservice.db begins every transaction itself, so they roll back with the rest."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.sqlite'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE kept (x INTEGER)")
+            conn.exec_driver_sql("CREATE INDEX kept_x ON kept (x)")
+        with pytest.raises(RuntimeError):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP INDEX kept_x")  # DDL first, before any DML
+                conn.exec_driver_sql("CREATE TABLE lost (x INTEGER)")
+                conn.exec_driver_sql("INSERT INTO kept VALUES (1)")
+                raise RuntimeError("interrupted")
+        with engine.connect() as conn:
+            names = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+            assert {"kept", "kept_x"} <= names and "lost" not in names
+            assert conn.exec_driver_sql("SELECT count(*) FROM kept").scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_migration_run_on_sqlite_leaves_no_schema_behind(tmp_path, monkeypatch):
+    from mapservice import migrate
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    upgrade = migrate.command.upgrade
+
+    def upgrade_then_fail(cfg, revision):
+        upgrade(cfg, revision)  # every migration ran, spatial metadata included
+        raise RuntimeError("power cut")
+
+    try:
+        monkeypatch.setattr(migrate.command, "upgrade", upgrade_then_fail)
+        with pytest.raises(RuntimeError, match="power cut"):
+            migrate.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_master "
+                                        "WHERE type = 'table'").scalar() == 0
+        assert migrate.current(engine) is None
+        monkeypatch.setattr(migrate.command, "upgrade", upgrade)
+        migrate.upgrade(engine)  # and the file is as good as new
+        assert migrate.current(engine) == migrate.head()
+        with engine.connect() as conn:  # InitSpatialMetadata ran inside the transaction
+            assert conn.exec_driver_sql("SELECT count(*) FROM spatial_ref_sys WHERE "
+                                        "srid IN (4326, 3857, 25832)").scalar() == 3
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_writer_that_reads_first_waits_for_another_writer(tmp_path):
+    """Store.transaction begins IMMEDIATE: a writer that starts while another holds the write
+    lock waits for it, and then reads what it committed. A DEFERRED transaction would read
+    the older snapshot and fail with "database is locked" at its first write."""
+    import threading
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    store = make_store(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE counter (n INTEGER)")
+        conn.exec_driver_sql("INSERT INTO counter VALUES (0)")
+    holding, release = threading.Event(), threading.Event()
+
+    def other_writer():
+        with store.transaction() as conn:
+            conn.exec_driver_sql("UPDATE counter SET n = n + 1")
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        threading.Timer(0.3, release.set).start()
+        with store.transaction() as conn:  # waits here until the other one committed
+            n = conn.exec_driver_sql("SELECT n FROM counter").scalar()
+            conn.exec_driver_sql("UPDATE counter SET n = ?", (n + 1,))
+        thread.join(10)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == 2  # no lost update
+    finally:
+        release.set()
+        thread.join(10)
+        engine.dispose()

@@ -31,8 +31,8 @@ import orjson
 from rapidfuzz import fuzz
 from rapidfuzz.utils import default_process
 from geoalchemy2 import Geometry
-from sqlalchemy import (ColumnElement, Select, and_, case, cast, func, literal, not_, null, or_,
-                        select, true, type_coerce, union, union_all)
+from sqlalchemy import (ColumnElement, Select, and_, case, cast, delete, func, literal, not_,
+                        null, or_, select, true, type_coerce, union, union_all)
 from sqlalchemy import DateTime, bindparam, column, table, text, tuple_
 from sqlalchemy import Float, Integer, LargeBinary, String, false
 from sqlalchemy.engine import Connection, Engine
@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import hours
+from ..db import SQLITE_BEGIN
 from ..geojson import feature_head, stored_feature, unpack_feature
 from ..models import (District, Organization, PossibleDuplicate, Resource, ResourceVersion,
                       Source)
@@ -317,6 +318,7 @@ class Store:
         ``dry_run``: either everything is written or nothing. Maintenance work: no
         statement timeout."""
         with self.engine.connect() as conn:
+            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             transaction = conn.begin()
             try:
                 self._unbounded(conn)
@@ -1007,7 +1009,21 @@ class Store:
                                     diff={"status": [before, "archived"]}))
         return 1
 
-    def assign_districts(self) -> int:
+    def replace_districts(self, levels: Mapping[str, Sequence[Mapping[str, Any]]], *,
+                          conn: Connection | None = None) -> dict[str, int]:
+        """Replace all districts of each level in ``levels`` (level -> rows of
+        :class:`~mapservice.models.District` columns, ``geom`` as EWKT); returns the number
+        loaded per level. Resources keep their Stadtteil/Bezirk until :meth:`assign_districts`
+        (``importers.boundaries.load_boundaries`` runs both in one transaction)."""
+        loaded: dict[str, int] = {}
+        with self._orm(conn) as session:
+            for level, rows in levels.items():
+                session.execute(delete(District).where(District.level == level))
+                session.add_all(District(**row) for row in rows)
+                loaded[level] = len(rows)
+        return loaded
+
+    def assign_districts(self, *, conn: Connection | None = None) -> int:
         """Set every resource's ``stadtteil`` and ``bezirk`` from the district polygons that
         hold its point (a confidential resource: its exact point), in one UPDATE through the
         spatial index; returns the number of resources that changed.
@@ -1062,10 +1078,9 @@ class Store:
                            res.c.bezirk.is_distinct_from(bezirk)))
                 .values(stadtteil=stadtteil, bezirk=bezirk,
                         updated_at=dt.datetime.now(dt.timezone.utc)))
-        with self.engine.begin() as conn:
-            self._unbounded(conn)
-            changed = conn.execute(stmt).rowcount
-            self._fill_features(conn)
+        with self._writing(conn) as c:
+            changed = c.execute(stmt).rowcount
+            self._fill_features(c)
             return changed
 
     @staticmethod

@@ -30,8 +30,10 @@ def upgrade() -> None:
         has_meta = bind.exec_driver_sql(
             "SELECT 1 FROM sqlite_master WHERE name = 'spatial_ref_sys'").first()
         if not has_meta:
-            # One transaction: the default mode takes ~30 s per new file (SETUP-NOTES).
-            bind.exec_driver_sql("SELECT InitSpatialMetadata(1)")
+            # Inside the migration's transaction (mapservice.db begins every SQLite
+            # transaction itself): one commit, not one per row, which would take ~30 s per
+            # new file (SETUP-NOTES). InitSpatialMetadata(0) would try to BEGIN a second one.
+            bind.exec_driver_sql("SELECT InitSpatialMetadata(0)")
 
     op.create_table(
         "source",
