@@ -396,10 +396,50 @@ def test_hours_module():
     assert not hours.resource_is_open("Mo-Fr 09:00-17:00", before_nine)
     assert not hours.resource_is_open(None, monday)
     assert not hours.resource_is_open("no such hours", monday)
-    assert hours.is_open(hours.parse("24/7"), monday)
+    assert hours.resource_is_open("24/7", monday)
     assert hours.is_valid("Mo-Fr 09:00-17:00; PH off") and not hours.is_valid("24/24")
     with pytest.raises(hours.InvalidOpeningHours):
         hours.parse("Mo-Fr 25:00-26:00 nonsense")
+
+
+@pytest.mark.parametrize(("value", "when", "is_open"), [
+    # Reformation Day, a public holiday in Hamburg since 2018 (not in Germany's calendar)
+    ("Mo-Su 08:00-20:00; PH off", "2026-10-31T12:00", False),
+    ("Mo-Su 08:00-20:00; PH off", "2026-10-30T12:00", True),  # the day before
+    ("Mo-Su 08:00-20:00; PH off", "2026-11-01T12:00", True),  # All Saints': not in Hamburg
+    ("Mo-Su 08:00-20:00; PH off", "2016-10-31T12:00", True),  # before 2018: an ordinary Monday
+    ("Mo-Su 08:00-20:00; PH off", "2017-10-31T12:00", False),  # 2017: in all of Germany
+    ("Mo-Sa 09:00-18:00; PH 10:00-12:00", "2026-10-31T09:30", False),  # the PH hours apply
+    ("Mo-Sa 09:00-18:00; PH 10:00-12:00", "2026-10-31T11:00", True),
+    ("Mo-Sa 09:00-18:00; PH 10:00-12:00", "2026-10-31T19:00", False),
+    ("Mo-Sa 09:00-18:00", "2026-10-31T09:30", True),  # no PH rule: an ordinary Saturday
+    ("Mo-Su 08:00-20:00; PH off", "2026-10-31T08:30:00+00:00", False),  # 09:30 in Berlin
+    ("24/7; PH off", "2026-10-30T23:30:00+00:00", False),  # 31 October 00:30 in Berlin
+    ("24/7; PH off", "2026-10-31T23:30:00+00:00", True),  # 1 November 00:30 in Berlin
+    ("Mo-Su 08:00-20:00; PH off", "2026-12-25T12:00", False),  # nationwide holidays still
+])
+def test_hamburg_public_holidays(value, when, is_open):
+    assert hours.resource_is_open(value, dt.datetime.fromisoformat(when)) is is_open
+
+
+def test_open_at_on_reformation_day_through_the_store(store):
+    """The store's open filter asks hours.resource_is_open: Hamburg's holiday applies."""
+    place = {"categories": ["community_centre"], "lat": 53.55, "lon": 10.0}
+    store.upsert([{"source_id": "daily", "name": "Täglich", "opening_hours":
+                   "Mo-Su 08:00-20:00", **place},
+                  {"source_id": "holiday-off", "name": "Feiertags zu",
+                   "opening_hours": "Mo-Su 08:00-20:00; PH off", **place},
+                  {"source_id": "holiday-short", "name": "Feiertags kurz",
+                   "opening_hours": "Mo-Sa 09:00-18:00; PH 10:00-12:00", **place}],
+                 source="test", changed_by="test")
+
+    def open_at(raw):
+        hits = store.search(SearchQuery(open_at=parse_datetime(raw, "open_at"))).hits
+        return sorted(h.properties["name"] for h in hits)
+
+    assert open_at("2026-10-31T09:30") == ["Täglich"]
+    assert open_at("2026-10-31T11:00") == ["Feiertags kurz", "Täglich"]
+    assert open_at("2026-10-30T09:30") == ["Feiertags kurz", "Feiertags zu", "Täglich"]
 
 
 # ---- the map's combination: near + category + language + open ------------------------------
