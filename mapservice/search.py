@@ -79,7 +79,8 @@ class _Args(Protocol):
 class SearchQuery:
     near: tuple[float, float] | None = None  # (lat, lon)
     radius: float | None = None  # metres, only with near
-    bbox: tuple[float, float, float, float] | None = None  # minlon, minlat, maxlon, maxlat
+    # minlon, minlat, maxlon, maxlat; minlon > maxlon: the box spans the antimeridian (OGC)
+    bbox: tuple[float, float, float, float] | None = None
     categories: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
@@ -168,7 +169,10 @@ def parse_near(raw: str, name: str = "near") -> tuple[float, float]:
     return lat, lon
 
 
-def parse_bbox(raw: str, name: str = "bbox") -> tuple[float, float, float, float]:
+def parse_bbox(raw: str, name: str = "bbox", *, antimeridian: bool = False
+               ) -> tuple[float, float, float, float]:
+    """``minlon,minlat,maxlon,maxlat``. With ``antimeridian`` (OGC API - Features) a minlon
+    greater than maxlon is a box that spans the antimeridian, else an error."""
     minlon, minlat, maxlon, maxlat = _floats(name, raw, 4)
     for lon in (minlon, maxlon):
         if not -180 <= lon <= 180:
@@ -178,7 +182,7 @@ def parse_bbox(raw: str, name: str = "bbox") -> tuple[float, float, float, float
         if not -90 <= lat <= 90:
             raise InvalidParameter(name, f"latitude {lat} is outside -90..90 "
                                          "(format: minlon,minlat,maxlon,maxlat)")
-    if minlon > maxlon:
+    if minlon > maxlon and not antimeridian:
         raise InvalidParameter(name, f"minlon {minlon} is greater than maxlon {maxlon}")
     if minlat > maxlat:
         raise InvalidParameter(name, f"minlat {minlat} is greater than maxlat {maxlat}")
@@ -266,12 +270,15 @@ def parse_districts(values: Iterable[str], gazetteer: Gazetteer,
 
 def parse_search(args: _Args, *, taxonomy, default_limit: int = 50, max_limit: int = 1000,
                  extra: Iterable[str] = (), gazetteer: Gazetteer | None = None,
-                 now: Callable[[], dt.datetime] | None = None) -> SearchQuery:
+                 now: Callable[[], dt.datetime] | None = None,
+                 bbox_antimeridian: bool = False) -> SearchQuery:
     """Build a :class:`SearchQuery` from request arguments (a ``MultiDict``-like object).
 
     ``extra`` names parameters the caller handles itself (output format, language); any other
     unknown parameter is an error so that no filter is ever silently ignored. ``gazetteer``
     validates ``district`` (default: the shipped one); ``now`` is the clock for ``open_now``.
+    ``bbox_antimeridian``: a ``bbox`` whose minlon exceeds its maxlon spans the antimeridian
+    (OGC API - Features) instead of being an error (``/api/v1``).
     """
     known = {"near", "radius", "bbox", "category", "audience", "language", "cost", "wheelchair",
              "q", "open_now", "open_at", "district", "updated_since",
@@ -291,7 +298,7 @@ def parse_search(args: _Args, *, taxonomy, default_limit: int = 50, max_limit: i
         if not 0 < radius <= MAX_RADIUS_M:
             raise InvalidParameter("radius", f"must be > 0 and <= {MAX_RADIUS_M:.0f} metres")
     bbox_raw = _one(args, "bbox")
-    bbox = parse_bbox(bbox_raw) if bbox_raw else None
+    bbox = parse_bbox(bbox_raw, antimeridian=bbox_antimeridian) if bbox_raw else None
 
     sort = _one(args, "sort")
     if sort is not None and sort not in SORTS:

@@ -226,10 +226,37 @@ def test_bbox_and_property_filters_match_the_api(client):
     assert nothing["features"] == [] and nothing["numberMatched"] == 0
 
 
+def test_a_bbox_across_the_antimeridian_is_two_boxes(client):
+    """OGC API - Features: a minlon greater than maxlon spans the antimeridian (minlon..180
+    and -180..maxlon). /api/v1 refuses such a box (400), as its errors are specified."""
+    everything = client.get(f"{ITEMS}?limit=1000").get_json()["features"]
+
+    def ids(bbox):
+        page = client.get(f"{ITEMS}?bbox={bbox}&limit=1000").get_json()
+        assert page["numberMatched"] == page["numberReturned"]
+        return {f["id"] for f in page["features"]}
+
+    def inside(pred):
+        return {f["id"] for f in everything if pred(*f["geometry"]["coordinates"])}
+
+    # from 170° east across the antimeridian to 10.0° east: Hamburg's west
+    assert ids("170,53.5,10.0,53.6") == ids("-180,53.5,10.0,53.6") == inside(
+        lambda lon, lat: lon <= 10.0 and 53.5 <= lat <= 53.6) != set()
+    # all the way round but a strip of 0.05°: everything outside the strip
+    outside_strip = inside(lambda lon, lat: (lon >= 10.05 or lon <= 10.0)
+                           and 53.4 <= lat <= 53.7)
+    assert ids("10.05,53.4,10.0,53.7") == outside_strip
+    assert outside_strip and outside_strip != inside(lambda lon, lat: 53.4 <= lat <= 53.7)
+    # the same box on /api/v1: an error naming the parameter
+    r = client.get("/api/v1/resources?bbox=170,53.5,10.0,53.6")
+    assert r.status_code == 400 and r.get_json()["parameter"] == "bbox"
+
+
 @pytest.mark.parametrize("query, parameter", [
     ("bbox=1,2,3", "bbox"),
     ("bbox=9,53,10,54,0,100", "bbox"),
-    ("bbox=10,53,9,54", "bbox"),
+    ("bbox=10,54,9,53", "bbox"),  # minlat > maxlat (minlon > maxlon spans the antimeridian)
+    ("bbox=190,53,9,54", "bbox"),
     ("bbox=a,b,c,d", "bbox"),
     ("bbox=9,53,10,54&bbox=9,53,10,54", "bbox"),
     ("bbox=9,53,10,54&bbox-crs=http://www.opengis.net/def/crs/EPSG/0/3857", "bbox-crs"),

@@ -227,8 +227,10 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
         "ogc_bbox": {
             "name": "bbox", "in": "query", "required": False, "style": "form", "explode": False,
             "description": "Only features inside the box `minlon,minlat,maxlon,maxlat` "
-                           "(CRS84: longitude and latitude in degrees). Boxes with heights "
-                           "(six numbers) are not supported.",
+                           "(CRS84: longitude and latitude in degrees). A minlon greater "
+                           "than maxlon is a box that spans the antimeridian (minlon to 180 "
+                           "and -180 to maxlon). Boxes with heights (six numbers) are not "
+                           "supported: CRS84 has no vertical axis.",
             "schema": {"type": "array", "minItems": 4, "maxItems": 4,
                        "items": {"type": "number"}},
             "example": [9.9, 53.5, 10.1, 53.6],
@@ -785,7 +787,8 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
             "description": (
                 "Community resilience resources (support groups, youth centres, counselling, "
                 "language cafés, ...) as GeoJSON, JSON or CSV under `/api/v1`, as OGC API "
-                "– Features under `/ogc` and as Open Referral HSDS 3.0 under `/hsds`. Every filter is validated: a malformed or unknown "
+                "– Features under `/ogc` and as Open Referral HSDS 3.0 under `/hsds`. "
+                "Every filter is validated: a malformed or unknown "
                 "parameter is a 400 `application/problem+json` naming it, never silently "
                 "ignored. Reads are public, cacheable for 60 s (`ETag`/`Last-Modified`, 304), "
                 "compressed (br, gzip) and open to other origins (CORS)."),

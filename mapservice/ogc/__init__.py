@@ -211,7 +211,7 @@ def items_query() -> SearchQuery:
                       for value in request.args.getlist(name)])
     args["limit"] = str(min(limit, max_size))
     query = parse_search(args, taxonomy=_ctx()["taxonomy"], default_limit=page_size,
-                         max_limit=max_size)
+                         max_limit=max_size, bbox_antimeridian=True)
     since, before = _datetime_filter()
     if since is not None and (query.updated_since is None or since > query.updated_since):
         query = dataclasses.replace(query, updated_since=since)
