@@ -67,8 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEFAULT_LANGUAGE", "de", "UI language when the browser asks for none we offer."),
     Setting("PAGE_SIZE", 50, "Default number of results per API page.", int),
     Setting("MAX_PAGE_SIZE", 1000, "Hard maximum of results per API page.", int),
-    Setting("STATEMENT_TIMEOUT_MS", 5000, "Longest a single database query may run (ms); 0: no limit. PostgreSQL: "
-            "`statement_timeout`; SQLite: interrupted by a progress handler.", int),
+    Setting("STATEMENT_TIMEOUT_MS", 5000, "Longest a single database query may run (ms); "
+            "0: no limit. PostgreSQL: `statement_timeout`; SQLite: interrupted by a progress "
+            "handler.", int),
     Setting("SPATIALITE_LIBRARY", "mod_spatialite", "Name or path of the SpatiaLite extension "
             "loaded into SQLite."),
     Setting("SQLITE_MMAP_MB", 1024, "SQLite: read up to this much of the database file through "

@@ -464,7 +464,8 @@ def test_docs_page_lists_everything_and_requests_nothing_elsewhere(doc_app, doc)
 # Every operation (/api/v1 and /ogc) against a live server with the demo data. Values that the
 # parser refuses never reach the store, so the negative (invalid-input) boundary cases run on
 # one backend (PostGIS); valid boundary cases and random (valid and invalid) requests run on
-# both, except for the operations that never read the database (NO_DATABASE), which run once. The paths are absolute: the base URL is the server's root. Bounded:
+# both, except for the operations that never read the database (NO_DATABASE), which run
+# once. The paths are absolute: the base URL is the server's root. Bounded:
 # at most 30 generated requests per operation and backend, and small pages (LIVE_PAGES), so
 # that no answer (a clamped OGC limit, the largest /api/v1 page) carries all 194 listings.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
