@@ -74,3 +74,40 @@ def test_map_shows_demo_markers_without_foreign_requests(app, store, browser_con
     foreign = [u for u in requests if urlsplit(u).hostname != "127.0.0.1"]
     assert foreign, "the tile layer should have asked for tiles"
     assert all(urlsplit(u).hostname == "tiles.invalid" for u in foreign), foreign
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_the_page_fits_phones_and_desktops_in_both_directions(app, store, browser_context):
+    """On a phone and a desktop, in Arabic, Farsi and German: the map has room and lists the
+    places in view; the page is no wider than the window (the skip link once sat 999 px to the
+    left: in a right-to-left page, a sideways scroll into an empty area); the skip link shows
+    when focused."""
+    load_demo(store)
+    page = browser_context.new_page()
+    page.route("**/*", lambda route: route.abort()
+               if urlsplit(route.request.url).hostname != "127.0.0.1" else route.continue_())
+    with serve(app) as base:
+        for width, height in ((390, 844), (1200, 800)):
+            page.set_viewport_size({"width": width, "height": height})
+            for lang in ("ar", "fa", "de"):
+                page.goto(f"{base}/?lang={lang}", wait_until="load")
+                # the map has room on a phone too (its container once collapsed to 0 px
+                # there: a blank map, and a list of the places in no area at all)
+                box = page.locator(".folium-map").bounding_box()
+                assert box is not None and box["height"] >= 0.4 * height, (lang, width, box)
+                page.wait_for_selector("#ms-results li", state="attached", timeout=10_000)
+                assert page.evaluate("() => document.documentElement.dir") == (
+                    "rtl" if lang in ("ar", "fa") else "ltr")
+                wide = page.evaluate("() => document.documentElement.scrollWidth")
+                assert wide <= width, (lang, width, wide)
+                skip = page.locator(".ms-skip")
+                assert not _on_screen(page, skip, width, height)
+                page.keyboard.press("Tab")  # the first stop: the skip link
+                assert page.evaluate("() => document.activeElement.className") == "ms-skip"
+                assert _on_screen(page, skip, width, height), (lang, width)
+
+
+def _on_screen(page, locator, width: int, height: int) -> bool:
+    box = locator.bounding_box()
+    return (box is not None and box["x"] >= 0 and box["y"] >= 0
+            and box["x"] + box["width"] <= width and box["y"] + box["height"] <= height)
