@@ -19,6 +19,8 @@ import brotli
 import orjson
 from flask import Flask, Response, current_app, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -293,6 +295,32 @@ def _warn_untrusted_proxy(app: Flask) -> None:
     app.before_request(check)
 
 
+# What an HTML error page tells a visitor, in the page's language. The technical detail (the
+# parameter and value a filter refused, a message a route wrote) is English and shown below it,
+# marked as English; werkzeug's own English descriptions are replaced, not shown.
+_PAGE_MESSAGES = {
+    400: _l("The request could not be understood."),
+    404: _l("There is no page at this address."),
+    405: _l("This address does not accept this kind of request."),
+    413: _l("The request is too large."),
+    414: _l("The address is too long."),
+    416: _l("The requested part of the file does not exist."),
+    429: _l("Too many requests: please wait a moment and try again."),
+    500: _l("An unexpected error occurred. It has been logged; please try again later."),
+    503: _l("The service is not available right now. Please try again in a few minutes."),
+}
+
+
+def error_page(status: int, message: str | None = None, *, detail: str | None = None,
+               headers: Iterable[tuple[str, str]] = ()) -> tuple[str, int, list]:
+    """The HTML error page for ``status``: ``message`` (else the status's own) in the
+    visitor's language, ``detail`` below it as technical English."""
+    if message is None:
+        message = _PAGE_MESSAGES.get(status, _l("The request could not be completed."))
+    return (render_template("error.html", status=status, message=message, detail=detail),
+            status, list(headers))
+
+
 def init_app(app: Flask) -> None:
     _tune_gc()
     app.session_interface = StatelessReadAPI()
@@ -302,14 +330,25 @@ def init_app(app: Flask) -> None:
     def _mapservice_error(exc: MapserviceError):
         if _wants_problem():
             return problem_response(exc.problem())
-        return render_template("error.html", status=exc.status, detail=exc.detail), exc.status
+        message = None
+        if isinstance(exc, InvalidParameter):
+            message = _("The address contains a value that the map cannot use (in "
+                        "“%(parameter)s”).", parameter=exc.parameter)
+        return error_page(exc.status, message, detail=exc.detail)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        # Allow (405), Content-Range (416), Retry-After, WWW-Authenticate: the status's own
+        # headers, which RFC 9110 asks for; not werkzeug's Content-Type (the body is ours).
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if _wants_problem():
-            return problem_response({"type": "about:blank", "title": exc.name,
-                                     "status": exc.code, "detail": exc.description})
-        return render_template("error.html", status=exc.code, detail=exc.description), exc.code
+            response = problem_response({"type": "about:blank", "title": exc.name,
+                                         "status": exc.code, "detail": exc.description})
+            response.headers.extend(headers)
+            return response
+        own = exc.description != type(exc).description  # a detail the raiser wrote
+        return error_page(exc.code or 500, detail=exc.description if own else None,
+                          headers=headers)
 
     @app.errorhandler(OperationalError)
     def _database_error(exc: OperationalError):
@@ -321,7 +360,8 @@ def init_app(app: Flask) -> None:
                    "detail": detail}
         if _wants_problem():
             return problem_response(problem)
-        return render_template("error.html", status=503, detail=detail), 503
+        return error_page(503, _("The search took too long and was stopped. Please narrow it "
+                                 "down.") if timeout else None)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # pragma: no cover - the last line of defence
@@ -330,7 +370,7 @@ def init_app(app: Flask) -> None:
                    "detail": "An unexpected error occurred; it has been logged."}
         if _wants_problem():
             return problem_response(problem)
-        return render_template("error.html", status=500, detail=problem["detail"]), 500
+        return error_page(500)
 
     app.before_request(_reject_nul)
 

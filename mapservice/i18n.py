@@ -26,9 +26,18 @@ def select_locale() -> str:
     if not request.path.startswith(READ_ROOTS):
         candidates.append(request.cookies.get("lang"))
     for candidate in candidates:
-        if candidate in offered:
-            return candidate
+        code = language_code(candidate)
+        if code in offered:
+            return code
     return preferred_language(offered)
+
+
+def language_code(value: str | None) -> str | None:
+    """The primary language subtag of a tag, as Accept-Language is read: "ar-SA", "AR" and
+    "uk_UA" -> "ar", "ar", "uk"."""
+    if not value:
+        return None
+    return value.strip().replace("_", "-").split("-")[0].lower()
 
 
 def preferred_language(offered: tuple[str, ...]) -> str:
@@ -36,7 +45,7 @@ def preferred_language(offered: tuple[str, ...]) -> str:
     ("fa-IR" -> fa), else the default. werkzeug's best_match would prefer a lower-ranked exact
     "en" to a first choice "fa-IR"."""
     for value, quality in request.accept_languages:
-        primary = value.replace("_", "-").split("-")[0].lower()
+        primary = language_code(value)
         if quality > 0 and primary in offered:
             return primary
     return current_app.config["DEFAULT_LANGUAGE"]
@@ -75,7 +84,7 @@ def init_app(app: Flask) -> None:
         # stays in that language. Only offered codes are stored.
         if response.mimetype != "text/html":
             return response
-        chosen = request.args.get("lang")
+        chosen = language_code(request.args.get("lang"))
         if chosen in ui_languages():
             response.set_cookie("lang", chosen, max_age=LANG_COOKIE_MAX_AGE, samesite="Lax",
                                 secure=request.is_secure, httponly=True)

@@ -111,3 +111,35 @@ def _on_screen(page, locator, width: int, height: int) -> bool:
     box = locator.bounding_box()
     return (box is not None and box["x"] >= 0 and box["y"] >= 0
             and box["x"] + box["width"] <= width and box["y"] + box["height"] <= height)
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_the_page_hands_its_filters_to_the_api(app, store, browser_context):
+    """Every filter of the page's address reaches the API with the visible area: the list
+    shows only what matches (``q``, ``open_now`` and ``district`` included)."""
+    load_demo(store)
+    page = browser_context.new_page()
+    asked: list[str] = []
+
+    def _route(route):
+        if urlsplit(route.request.url).hostname != "127.0.0.1":
+            return route.abort()
+        if "/api/v1/resources" in route.request.url:
+            asked.append(route.request.url)
+        return route.continue_()
+
+    page.route("**/*", _route)
+
+    def listed(query: str) -> int:
+        asked.clear()
+        page.goto(f"{base}/?lang=en&{query}", wait_until="load")
+        page.wait_for_selector("#ms-status:has-text('places in this map area')")
+        return page.eval_on_selector_all("#ms-results li", "els => els.length")
+
+    with serve(app) as base:
+        everything = listed("")
+        choir = listed("q=Chor&district=Horn")
+        assert asked and all("q=Chor" in u and "district=Horn" in u for u in asked)
+        assert 0 < choir < everything
+        listed("open_now=true&category=library")
+        assert asked and all("open_now=true" in u and "category=library" in u for u in asked)

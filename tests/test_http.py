@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import re
 import time
 import urllib.request
 
@@ -420,3 +421,35 @@ def test_the_read_api_opens_no_session(app):
     r = client.get("/api/v1/resources")
     assert r.status_code == 200 and "Set-Cookie" not in r.headers
     assert r.headers["Cache-Control"] == "public, max-age=60"
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_error_responses_keep_the_headers_of_their_status(client):
+    """RFC 9110: a 405 names the allowed methods (Allow), a 416 the size (Content-Range)."""
+    for path in ("/", "/api/v1/resources", "/static/js/map.js"):
+        r = client.post(path)
+        assert r.status_code == 405
+        assert "GET" in r.headers["Allow"], path
+    r = client.get("/static/js/map.js", headers={"Range": "bytes=999999-"})
+    assert r.status_code == 416
+    assert re.fullmatch(r"bytes \*/\d+", r.headers["Content-Range"])
+    problem = client.post("/api/v1/resources", headers={"Accept": "application/problem+json"})
+    assert problem.mimetype == "application/problem+json" and "GET" in problem.headers["Allow"]
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_the_map_page_checks_its_filters_and_ignores_other_parameters(client):
+    for query, parameter in [("category=unicorns", "category"), ("wheelchair=maybe",
+                             "wheelchair"), ("cost=%ff", "cost"), ("open_now=perhaps",
+                             "open_now"), ("district=Atlantis", "district"),
+                             ("category=library&category=", "category")]:
+        r = client.get(f"/?lang=en&{query}")
+        assert r.status_code == 400, query
+        assert r.mimetype == "text/html"
+        assert f"(in “{parameter}”)" in r.get_data(as_text=True), query
+    # filters the API knows, the view, and what a messenger appends to a shared link
+    ok = client.get("/?category=library&language=ar&q=haus&district=Altona&open_now=true"
+                    "&lat=53.55&lon=9.99&z=14&utm_source=chat&fbclid=abc")
+    assert ok.status_code == 200
+    assert '"filters": ["category", "language", "audience", "cost", "wheelchair", "q", ' \
+           '"district", "open_now"]' in ok.get_data(as_text=True)

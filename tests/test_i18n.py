@@ -221,3 +221,36 @@ def test_language_links_keep_the_other_query_parameters(client):
         assert parse_qsl(parts.query) == [("category", "youth_centre"), ("category", "library"),
                                           ("lat", "53.55"), ("lon", "9.99"), ("z", "14"),
                                           ("lang", code)]
+
+
+@spatialite_only
+@pytest.mark.parametrize("value", ["AR", "ar-SA", "ar_EG", " ar "])
+def test_lang_parameter_reads_tags_as_accept_language_does(client, value):
+    response = client.get(f"/?lang={value}", headers={"Accept-Language": "de"})
+    assert '<html lang="ar" dir="rtl">' in response.get_data(as_text=True)
+    assert client.get_cookie("lang").value == "ar"
+
+
+@spatialite_only
+@pytest.mark.parametrize("lang", ["de", "en", "ar", "fa", "uk", "tr"])
+def test_error_pages_speak_the_pages_language(client, lang):
+    """The message of an error page is in the page's language; werkzeug's English
+    descriptions never show; a refused filter is named, its technical detail marked English."""
+    from mapservice.http import _PAGE_MESSAGES
+    from flask_babel import force_locale
+
+    missing = client.get(f"/no-such-page?lang={lang}")
+    assert missing.status_code == 404
+    page = missing.get_data(as_text=True)
+    assert f'<html lang="{lang}"' in page
+    assert "requested URL was not found" not in page  # werkzeug's English
+    with client.application.test_request_context(), force_locale(lang):
+        expected = str(_PAGE_MESSAGES[404])
+    assert expected in page
+    if lang != "en":
+        assert expected != "There is no page at this address."
+    bad = client.get(f"/?lang={lang}&category=unicorns")
+    assert bad.status_code == 400
+    page = bad.get_data(as_text=True)
+    assert "“category”" in page or "„category“" in page or "«category»" in page
+    assert '<code lang="en" dir="ltr">category: ' in page

@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, current_app, g, render_template
+from flask import Blueprint, current_app, g, render_template, request
 from flask_babel import gettext as _
+from werkzeug.datastructures import MultiDict
 
 from .. import i18n
+from ..search import parse_search
 from .map import build_map
 
 bp = Blueprint("web", __name__)
+
+#: The page's parameters that filter the places; static/js/map.js hands them on to the API with
+#: the visible area. The others are the view (``lat``, ``lon``, ``z``), ``lang``, and whatever a
+#: messenger appends to a shared link: not filters, and no reason to refuse the page.
+MAP_FILTERS = ("category", "language", "audience", "cost", "wheelchair", "q", "district",
+               "open_now")
 
 
 @bp.get("/")
@@ -18,11 +26,16 @@ def index():
     lang = i18n.current_language()
     sources = ctx["store"].sources_in_use()
     taxonomy = ctx["taxonomy"]
+    # The API's own parser: a value it would refuse is a 400 page naming the parameter, not a
+    # map that stays empty with "could not be loaded".
+    parse_search(MultiDict([(name, value) for name in MAP_FILTERS
+                            for value in request.args.getlist(name)]), taxonomy=taxonomy)
     categories = {c["code"]: {"label": c["label"], "icon": c["icon"], "color": c["color"]}
                   for c in taxonomy.localized("categories", lang)}
     client = {
         "lang": lang,
         "categories": categories,
+        "filters": list(MAP_FILTERS),
         "texts": {"website": _("Website"), "approximate": _("Approximate area only: the exact "
                                                              "address is protected."),
                   "count": _("%(n)s places in this map area.", n="%(n)s"),

@@ -53,7 +53,7 @@
       var b = map.getBounds();
       var params = new URLSearchParams(window.location.search);
       var query = new URLSearchParams();
-      ["category", "language", "audience", "cost", "wheelchair"].forEach(function (k) {
+      options.filters.forEach(function (k) {
         params.getAll(k).forEach(function (v) { query.append(k, v); });
       });
       query.set("bbox", [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) {
