@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import phonenumbers
@@ -85,6 +85,28 @@ def _number(value: Any) -> float | None:
     return number
 
 
+# Control characters other than tab, line feed and carriage return: never text a person wrote
+# (a broken export, a binary file read as text). PostgreSQL refuses NUL in any text column.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_characters(rec: Mapping[str, Any], prefix: str = ""
+                        ) -> Iterator[tuple[str, str]]:
+    """(field, problem) for each text value of ``rec`` (nested: ``translations.ar.name``,
+    ``organization.name``) that holds a control character."""
+    for key, value in rec.items():
+        if isinstance(value, str):
+            bad = _CONTROL.search(value)
+            if bad:
+                yield (f"{prefix}{key}", f"contains the control character "
+                       f"U+{ord(bad.group()):04X} at position {bad.start() + 1}")
+        elif isinstance(value, Mapping):
+            yield from _control_characters(value, f"{prefix}{key}.")
+        elif isinstance(value, (list, tuple)):
+            yield from _control_characters({f"{key}[{i}]": v for i, v in enumerate(value)},
+                                           prefix)
+
+
 def record(rec: dict[str, Any], where: pipeline.Where,
            region: tuple[float, float, float, float] | None
            ) -> tuple[dict[str, Any], list[pipeline.Problem], list[pipeline.Problem]]:
@@ -94,6 +116,8 @@ def record(rec: dict[str, Any], where: pipeline.Where,
     warnings: list[Problem] = []
     out = dict(rec)
     tax = taxonomy()
+    for field_, problem in _control_characters(out):
+        errors.append(Problem(where.at(field_), problem))
 
     if not str(out.get("source_id") or "").strip():
         errors.append(Problem(where.at("source_id"), "missing source id"))

@@ -451,5 +451,6 @@ def test_the_map_page_checks_its_filters_and_ignores_other_parameters(client):
     ok = client.get("/?category=library&language=ar&q=haus&district=Altona&open_now=true"
                     "&lat=53.55&lon=9.99&z=14&utm_source=chat&fbclid=abc")
     assert ok.status_code == 200
+    assert ok.headers["Cache-Control"] == "private, no-cache"  # its CSP nonce is its own
     assert '"filters": ["category", "language", "audience", "cost", "wheelchair", "q", ' \
            '"district", "open_now"]' in ok.get_data(as_text=True)

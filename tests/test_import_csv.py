@@ -253,6 +253,10 @@ BAD_FILES = {
                   (4, "opening_hours", "opening_hours")),
     "unquoted-delimiter": (HEADER + ROWS + "4,Treff,Weg 1, 2,20095,53.5,10.0,,\n",
                            (4, None, "9 values but 8 columns")),
+    "nul-in-name": (HEADER + ROWS + "4,Treff\x00Nord,,,53.5,10.0,,\n",
+                    (4, "name", "control character U+0000 at position 6")),
+    "escape-in-street": (HEADER + ROWS + "4,Treff,Weg\x1b[31m 1,,53.5,10.0,,\n",
+                         (4, "address", "control character U+001B at position 4")),
     "empty": ("", (None, None, "empty")),
     "header-only": (HEADER, (None, None, "no data rows")),
 }
@@ -271,6 +275,17 @@ def test_bad_csv_is_refused_and_nothing_changes(store, tmp_path, case):
     assert (problem.where.file, problem.where.item, problem.where.field) == \
         (str(path), item, field)
     assert db_state(store) == before
+
+
+def test_control_characters_in_nested_fields_are_named(store, tmp_path):
+    """Translations and organisations are checked too; tabs and line breaks are text."""
+    path = write(tmp_path, "a.csv", "id,name,name_ar,description,organisation,lat,lon\n"
+                                    "1,Treff,\"مركز\x07\",\"Zeile 1\nZeile\t2\",Verein,53.5,10.0\n"
+                                    "2,Café,,,\"Verein\x00\",53.5,10.0\n")
+    report = run(store, path, skip_invalid=True)
+    assert sorted((p.where.item, p.where.field) for p in report.invalid) == [
+        (1, "translations.ar.name"), (2, "organization.name")]
+    assert report.created == 0
 
 
 def test_bad_row_with_skip_invalid_writes_the_rest(store, tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, current_app, g, make_response, render_template, request
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
@@ -45,7 +45,10 @@ def index():
     # The page's own inline scripts (Folium's set-up) run by this nonce; the CSP allows no
     # other inline script (http.init_app), so injected markup could not run any.
     g.csp_nonce = secrets.token_urlsafe(18)
-    return render_template("map.html", map=build_map(current_app.config, client,
-                                                     nonce=g.csp_nonce),
-                           csp_nonce=g.csp_nonce,
-                           demo=any(s["name"] == "demo" for s in sources), sources=sources)
+    response = make_response(render_template(
+        "map.html", map=build_map(current_app.config, client, nonce=g.csp_nonce),
+        csp_nonce=g.csp_nonce, demo=any(s["name"] == "demo" for s in sources), sources=sources))
+    # Each answer has its own nonce: no shared cache may hand it to another visitor, and the
+    # browser asks again (its back/forward cache still works, which no-store would prevent).
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
