@@ -143,3 +143,43 @@ def test_the_page_hands_its_filters_to_the_api(app, store, browser_context):
         assert 0 < choir < everything
         listed("open_now=true&category=library")
         assert asked and all("open_now=true" in u and "category=library" in u for u in asked)
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_opening_hours_are_shown_in_the_pages_language(app, store, browser_context):
+    """The popup gives a listing's OSM opening hours with the weekdays as the browser names
+    them in the page's language, "PH off" in words; the listing's own string in its title."""
+    load_demo(store)
+    page = browser_context.new_page()
+    page.route("**/*", lambda route: route.abort()
+               if urlsplit(route.request.url).hostname != "127.0.0.1" else route.continue_())
+    page.set_viewport_size({"width": 390, "height": 844})  # the popup pans a phone's map
+    name = "Demo: Mehrgenerationentreff Ottensen"  # Mo-Fr 10:00-18:00; PH off
+    # the weekdays as this Chromium's ICU names them (de: "Mo" or "Mo.")
+    weekday = """([lang, day]) => new Intl.DateTimeFormat(lang, {weekday: "short",
+                 timeZone: "UTC"}).format(new Date(Date.UTC(2024, 0, day)))"""
+    words = {"ar": "العطل الرسمية مغلق", "de": "Feiertage geschlossen",
+             "en": "public holidays closed"}
+    with serve(app) as base:
+        for lang, holidays_closed in words.items():
+            page.goto(f"{base}/?lang={lang}&lat=53.55208&lon=9.91752&z=17", wait_until="load")
+            monday, friday = (page.evaluate(weekday, [lang, day]) for day in (1, 5))
+            assert monday != "Mo" or lang == "de"
+            text = f"{monday}-{friday} 10:00-18:00; {holidays_closed}"
+            page.get_by_role("button", name=name).click()
+            hours = page.locator(".leaflet-popup-content .ms-hours")
+            hours.wait_for()
+            # opening it pans the map, the move loads the area again: the popup stays open
+            page.wait_for_timeout(800)
+            assert hours.is_visible()
+            assert hours.inner_text() == text
+            assert hours.get_attribute("title") == "Mo-Fr 10:00-18:00; PH off"
+            assert hours.get_attribute("dir") == ("rtl" if lang == "ar" else "ltr")
+        # the other tokens, through the same function the popup uses
+        assert page.evaluate("""() => window.mapservice.hoursText("24/7", {lang: "tr",
+            texts: {always: "7/24 açık"}})""") == "7/24 açık"
+        saturday, sunday = (page.evaluate(weekday, ["uk", day]) for day in (6, 7))
+        assert page.evaluate("""() => window.mapservice.hoursText(
+            "Sa,Su 10:00-14:00; Dec 24 closed; sunrise-sunset", {lang: "uk",
+            texts: {closed: "зачинено", holidays: "святкові дні"}})""") == (
+            f"{saturday},{sunday} 10:00-14:00; Dec 24 зачинено; sunrise-sunset")

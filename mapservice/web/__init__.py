@@ -40,7 +40,10 @@ def index():
                                                              "address is protected."),
                   "count": _("%(n)s places in this map area.", n="%(n)s"),
                   "more": _("Zoom in to see all."),
-                  "error": _("The places could not be loaded. Please try again.")},
+                  "error": _("The places could not be loaded. Please try again."),
+                  # opening hours: "PH off" -> "public holidays closed", "24/7"
+                  "holidays": _("public holidays"), "closed": _("closed"),
+                  "always": _("open around the clock")},
     }
     # The page's own inline scripts (Folium's set-up) run by this nonce; the CSP allows no
     # other inline script (http.init_app), so injected markup could not run any.

@@ -21,6 +21,30 @@
     return (options.categories && options.categories[code]) || {label: code, icon: "circle", color: "blue"};
   }
 
+  // OSM opening_hours in the page's language: weekday abbreviations as the browser names the
+  // weekdays (Intl), "PH" and "off"/"closed" from the page's texts; times, months and comments
+  // as written. The listing's own string stays in the element's title.
+  var DAYS = {Mo: 0, Tu: 1, We: 2, Th: 3, Fr: 4, Sa: 5, Su: 6};
+  var dayNames = {};
+
+  function dayName(lang, i) {
+    if (!dayNames[lang]) {
+      var format = new Intl.DateTimeFormat(lang, {weekday: "short", timeZone: "UTC"});
+      dayNames[lang] = [0, 1, 2, 3, 4, 5, 6].map(function (d) {
+        return format.format(new Date(Date.UTC(2024, 0, 1 + d)));  // 1 January 2024: a Monday
+      });
+    }
+    return dayNames[lang][i];
+  }
+
+  function hoursText(value, options) {
+    if (value.trim() === "24/7") { return options.texts.always; }
+    return value.replace(/\b(Mo|Tu|We|Th|Fr|Sa|Su|PH|off|closed)\b/g, function (token) {
+      if (Object.prototype.hasOwnProperty.call(DAYS, token)) { return dayName(options.lang, DAYS[token]); }
+      return token === "PH" ? options.texts.holidays : options.texts.closed;
+    });
+  }
+
   function popupContent(props, options) {
     var box = el("div", {"class": "ms-popup", dir: "auto"});
     box.appendChild(el("strong", {}, props.name));
@@ -31,7 +55,11 @@
     } else if (props.location_confidential) {
       box.appendChild(el("div", {"class": "ms-approx"}, options.texts.approximate));
     }
-    if (props.opening_hours) { box.appendChild(el("div", {}, props.opening_hours)); }
+    if (props.opening_hours) {
+      box.appendChild(el("div", {"class": "ms-hours", title: props.opening_hours,
+                                 dir: document.documentElement.dir || "auto"},
+                         hoursText(props.opening_hours, options)));
+    }
     if (props.phone) {
       var tel = el("a", {href: "tel:" + String(props.phone).replace(/[^+0-9]/g, "")}, props.phone);
       box.appendChild(el("div")).appendChild(tel);
@@ -66,19 +94,36 @@
         .catch(function () { if (status) { status.textContent = options.texts.error; } });
     }
 
+    // The markers on the map by the listing's id. A new answer (after every move) keeps the
+    // markers it still holds, so that an open popup stays open (a click in the list pans the
+    // map to its marker, and that move loads the area again); only the others are replaced.
+    var shown = {};
+
+    function markerFor(f) {
+      var key = f.id + " " + f.geometry.coordinates.join(",");
+      var marker = shown[key];
+      if (!marker) {
+        var info = categoryInfo(options, (f.properties.categories || [])[0]);
+        marker = L.marker([f.geometry.coordinates[1], f.geometry.coordinates[0]], {
+          title: f.properties.name,
+          icon: L.AwesomeMarkers.icon({icon: info.icon, prefix: "fa", markerColor: info.color})
+        });
+        marker.bindPopup(function () { return popupContent(marker.msProps, options); });
+      }
+      marker.msKey = key;
+      marker.msProps = f.properties;  // the newest answer's text, for the next popup
+      return marker;
+    }
+
     function show(data) {
-      cluster.clearLayers();
-      var markers = [];
+      var next = {};
+      var added = [];
       if (list) { list.textContent = ""; }
       data.features.forEach(function (f) {
         var p = f.properties;
-        var info = categoryInfo(options, (p.categories || [])[0]);
-        var marker = L.marker([f.geometry.coordinates[1], f.geometry.coordinates[0]], {
-          title: p.name,
-          icon: L.AwesomeMarkers.icon({icon: info.icon, prefix: "fa", markerColor: info.color})
-        });
-        marker.bindPopup(function () { return popupContent(p, options); });
-        markers.push(marker);
+        var marker = markerFor(f);
+        if (!shown[marker.msKey] && !next[marker.msKey]) { added.push(marker); }
+        next[marker.msKey] = marker;
         if (list) {
           var item = el("li");
           var button = el("button", {type: "button", "class": "ms-result", dir: "auto"}, p.name);
@@ -91,7 +136,10 @@
           list.appendChild(item);
         }
       });
-      cluster.addLayers(markers);
+      cluster.removeLayers(Object.keys(shown).filter(function (key) { return !next[key]; })
+        .map(function (key) { return shown[key]; }));
+      cluster.addLayers(added);
+      shown = next;
       if (status) {
         status.textContent = options.texts.count.replace("%(n)s", String(data.features.length)) +
           (data.links && data.links.some(function (l) { return l.rel === "next"; }) ? " " + options.texts.more : "");
@@ -120,5 +168,5 @@
     load();
   }
 
-  window.mapservice = {attach: attach};
+  window.mapservice = {attach: attach, hoursText: hoursText};
 }());
