@@ -60,9 +60,12 @@ def text_direction(lang: str) -> str:
 
 
 def language_url(code: str) -> str:
-    """The current page in another language: every query parameter kept (filters, lat/lon/z,
-    repeated ones too), only ``lang`` replaced."""
-    args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    """The current page in another language: its filters and view (``web.PAGE_PARAMETERS``,
+    repeated ones too) kept, ``lang`` replaced. Other parameters (a messenger's tracking tags)
+    are left out: six links would repeat them six times."""
+    from .web import PAGE_PARAMETERS  # web imports this module
+
+    args = [(k, v) for k, v in request.args.items(multi=True) if k in PAGE_PARAMETERS]
     return "?" + urlencode([*args, ("lang", code)])
 
 

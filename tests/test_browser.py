@@ -138,8 +138,11 @@ def test_the_page_hands_its_filters_to_the_api(app, store, browser_context):
 
     with serve(app) as base:
         everything = listed("")
-        choir = listed("q=Chor&district=Horn")
+        choir = listed("q=Chor&district=Horn&utm_source=chat")
         assert asked and all("q=Chor" in u and "district=Horn" in u for u in asked)
+        # the language links follow the view, with the filters, without the tracking tag
+        german = page.get_attribute(".ms-lang a[hreflang=de]", "href")
+        assert "q=Chor" in german and "lat=" in german and "utm_source" not in german
         assert 0 < choir < everything
         listed("open_now=true&category=library")
         assert asked and all("open_now=true" in u and "category=library" in u for u in asked)

@@ -18,6 +18,8 @@ bp = Blueprint("web", __name__)
 #: messenger appends to a shared link: not filters, and no reason to refuse the page.
 MAP_FILTERS = ("category", "language", "audience", "cost", "wheelchair", "q", "district",
                "open_now")
+#: What a link to the page in another language keeps: the filters and the view.
+PAGE_PARAMETERS = frozenset((*MAP_FILTERS, "lat", "lon", "z"))
 
 
 @bp.get("/")

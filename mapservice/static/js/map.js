@@ -150,7 +150,12 @@
       window.history.replaceState(null, "", "?" + state.toString());
       // keep the language links pointing at the current view
       document.querySelectorAll(".ms-lang a[hreflang]").forEach(function (a) {
-        var withLang = new URLSearchParams(state);
+        var withLang = new URLSearchParams();  // the filters and the view, as the server does
+        state.forEach(function (value, key) {
+          if (options.filters.indexOf(key) >= 0 || key === "lat" || key === "lon" || key === "z") {
+            withLang.append(key, value);
+          }
+        });
         withLang.set("lang", a.getAttribute("hreflang"));
         a.setAttribute("href", "?" + withLang.toString());
       });
