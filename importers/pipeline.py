@@ -237,12 +237,32 @@ class NotPlaced(Exception):
 Geocoder = Callable[[dict[str, Any]], "tuple[float, float] | Placement | None"]
 
 
+def _check_source_options(options: ImportOptions) -> None:
+    """The source's name, licence and attribution as the source table can hold them, before
+    anything is read (PostgreSQL would refuse a longer value at the very end)."""
+    from mapservice.models import Source
+
+    columns = Source.__table__.c
+    for option, value, limit in (("--source", options.source, columns.name.type.length),
+                                 ("--licence", options.licence, columns.licence.type.length),
+                                 ("--attribution", options.attribution, None)):
+        if value is None:
+            continue
+        if option == "--source" and not value.strip():
+            raise MapserviceError("--source: the source needs a name")
+        if limit is not None and len(value) > limit:
+            raise MapserviceError(f"{option}: longer than {limit} characters ({len(value)})")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise MapserviceError(f"{option}: contains a control character")
+
+
 def run_import(store: Store, path: Path, options: ImportOptions,
                geocoder: Geocoder | None = None) -> ImportReport:
     """Import ``path`` into ``store``; see the module docstring for the rules."""
     path = Path(path)
     if not path.exists():
         raise MapserviceError(f"{path}: no such file or directory")
+    _check_source_options(options)
     fmt = options.format or detect_format(path)
     reader = reader_for(fmt)
     report = ImportReport(source=options.source, dry_run=options.dry_run)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from mapservice.models import COSTS, STATUSES, WHEELCHAIR
+from mapservice.models import COSTS, STATUSES, WHEELCHAIR, Organization, Resource
 from mapservice.taxonomy import default as taxonomy
 
 from . import pipeline
@@ -107,6 +107,34 @@ def _control_characters(rec: Mapping[str, Any], prefix: str = ""
                                            prefix)
 
 
+def _lengths(table: Any, fields: tuple[str, ...]) -> dict[str, int]:
+    """The longest value each of ``fields`` may hold: its column's length."""
+    return {name: table.c[name].type.length for name in fields}
+
+
+# PostgreSQL refuses a longer value (SQLite would store it): checked here, named, not a crash.
+_RESOURCE_LENGTHS = _lengths(Resource.__table__, (
+    "source_id", "address", "postcode", "stadtteil", "bezirk", "phone", "email", "website"))
+_ORGANIZATION_LENGTHS = _lengths(Organization.__table__, (
+    "name", "source_id", "phone", "email", "website"))
+
+
+def _too_long(rec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    for name, limit in _RESOURCE_LENGTHS.items():
+        value = rec.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            yield name, f"longer than {limit} characters ({len(value)})"
+    org = rec.get("organization")
+    if isinstance(org, Mapping):
+        limits = dict(_ORGANIZATION_LENGTHS)
+        if not org.get("source_id"):  # the name is also the organisation's key
+            limits["name"] = min(limits["name"], limits["source_id"])
+        for name, limit in limits.items():
+            value = org.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                yield f"organization.{name}", f"longer than {limit} characters ({len(value)})"
+
+
 def record(rec: dict[str, Any], where: pipeline.Where,
            region: tuple[float, float, float, float] | None
            ) -> tuple[dict[str, Any], list[pipeline.Problem], list[pipeline.Problem]]:
@@ -184,6 +212,8 @@ def record(rec: dict[str, Any], where: pipeline.Where,
             errors.append(Problem(where.at(field_), f"{value!r} is not one of "
                                   f"{', '.join(allowed)}"))
         out[field_] = value
+    for field_, problem in _too_long(out):
+        errors.append(Problem(where.at(field_), problem))
     if not out["categories"] and name:
         warnings.append(Problem(where.at("categories"), "no category: the resource is only "
                                 "found without a category filter"))

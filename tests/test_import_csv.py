@@ -257,6 +257,8 @@ BAD_FILES = {
                     (4, "name", "control character U+0000 at position 6")),
     "escape-in-street": (HEADER + ROWS + "4,Treff,Weg\x1b[31m 1,,53.5,10.0,,\n",
                          (4, "address", "control character U+001B at position 4")),
+    "long-street": (HEADER + ROWS + "4,Treff," + "Lange Straße " * 30 + ",,53.5,10.0,,\n",
+                    (4, "address", "longer than 300 characters (389)")),
     "empty": ("", (None, None, "empty")),
     "header-only": (HEADER, (None, None, "no data rows")),
 }
@@ -286,6 +288,37 @@ def test_control_characters_in_nested_fields_are_named(store, tmp_path):
     assert sorted((p.where.item, p.where.field) for p in report.invalid) == [
         (1, "translations.ar.name"), (2, "organization.name")]
     assert report.created == 0
+
+
+def test_values_longer_than_their_columns_are_named(store, tmp_path):
+    """PostgreSQL would refuse them mid-import (SQLite would store them): refused up front."""
+    path = write(tmp_path, "a.csv", "id,name,organisation,website,lat,lon\n"
+                                    f"1,Treff,{'Verein ' * 30},,53.5,10.0\n"
+                                    f"2,Café,,https://example.org/{'a' * 500},53.5,10.0\n"
+                                    f"{'x' * 201},Laden,,,53.5,10.0\n")
+    report = run(store, path, skip_invalid=True)
+    assert sorted((p.where.item, p.where.field, p.message) for p in report.invalid) == [
+        (1, "organization.name", "longer than 200 characters (209)"),
+        (2, "website", "longer than 500 characters (520)"),
+        (3, "source_id", "longer than 200 characters (201)")]
+    assert report.created == 0
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"source": "s" * 101}, "--source: longer than 100 characters (101)"),
+    ({"source": "  "}, "--source: the source needs a name"),
+    ({"licence": "l" * 201}, "--licence: longer than 200 characters (201)"),
+    ({"attribution": "Daten\x00"}, "--attribution: contains a control character"),
+])
+def test_source_options_the_source_table_cannot_hold_are_refused(store, tmp_path, kw, message):
+    from mapservice.errors import MapserviceError
+
+    before = db_state(store)
+    kw = dict(kw)  # the parameters are shared by both backends
+    source = kw.pop("source", "test")
+    with pytest.raises(MapserviceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run(store, write(tmp_path, "a.csv", HEADER + ROWS), source, **kw)
+    assert db_state(store) == before
 
 
 def test_bad_row_with_skip_invalid_writes_the_rest(store, tmp_path):
