@@ -99,11 +99,26 @@ def read_boundaries(path: Path, level: str = "auto", crs: str | None = None
             if polygon is None:
                 problems.append(Problem(where, f"a {geom.geom_type}, not a polygon"))
                 continue
-            rows.setdefault(layer_level, []).append({
-                "level": layer_level, "code": code, "name": name,
-                "bezirk": (text_value(attrs.get(columns["bezirk"])) if "bezirk" in columns
-                           else None) if layer_level == "stadtteil" else name,
-                "geom": f"SRID=4326;{polygon.wkt}"})
+            row = {"level": layer_level, "code": code, "name": name,
+                   "bezirk": (text_value(attrs.get(columns["bezirk"])) if "bezirk" in columns
+                              else None) if layer_level == "stadtteil" else name}
+            too_long = [(field, value) for field, value in row.items() if value is not None
+                        and len(value) > District.__table__.c[field].type.length]
+            odd = [field for field, value in row.items() if value is not None
+                   and any(ord(ch) < 32 or ord(ch) == 127 for ch in value)]
+            header = {"code": columns.get("source_id", columns["name"]),
+                      "name": columns["name"], "bezirk": columns.get("bezirk", "bezirk")}
+            for field, value in too_long:
+                problems.append(Problem(where.at(header[field]), "longer than "
+                                        f"{District.__table__.c[field].type.length} "
+                                        f"characters ({len(value)})"))
+            for field in odd:
+                problems.append(Problem(where.at(header[field]),
+                                        "contains a control character"))
+            if too_long or odd:
+                continue
+            rows.setdefault(layer_level, []).append(
+                {**row, "geom": f"SRID=4326;{polygon.wkt}"})
     if problems:
         raise ImportFailed(problems)
     if not rows:

@@ -164,6 +164,13 @@ def test_bad_boundary_files_are_refused_and_nothing_changes(store, tmp_path):
                     '[10, 53]]]}}]}')
     with pytest.raises(ImportFailed, match="no name"):
         load_boundaries(store, unnamed, "bezirk")
+    long_name = write(tmp_path, "long.geojson", '{"type": "FeatureCollection", "features": ['
+                      '{"type": "Feature", "properties": {"name": "' + "Nord" * 30 + '"}, '
+                      '"geometry": {"type": "Polygon", "coordinates": [[[10, 53], [11, 53], '
+                      '[11, 54], [10, 53]]]}}]}')
+    with pytest.raises(ImportFailed, match=r"longer than 100 characters \(120\)") as err:
+        load_boundaries(store, long_name, "bezirk")
+    assert (err.value.problems[0].where.item, err.value.problems[0].where.field) == (1, "name")
     broken = write(tmp_path, "broken.geojson", "{not json")
     with pytest.raises(ImportFailed, match="not valid JSON"):
         load_boundaries(store, broken)
