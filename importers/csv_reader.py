@@ -176,6 +176,9 @@ def _merge(base: dict[str, Any], doc: dict[str, Any], where: Where) -> None:
     if unknown:
         raise MappingFileError([Problem(where.at(k), f"unknown key; known: "
                                         f"{', '.join(sorted(_MAPPING_KEYS))}") for k in unknown])
+    for key in ("columns", "values", "categories", "audiences", "languages"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise MappingFileError([Problem(where.at(key), "expected a mapping (name: value)")])
     for name, names in (doc.get("columns") or {}).items():
         if name not in FIELDS:
             raise MappingFileError([Problem(where.at(f"columns.{name}"), "not a field; fields: "

@@ -555,9 +555,9 @@ class _Mapper:
         rec["website"], rec["email"] = _text(svc.get("url")), _text(svc.get("email"))
         status = _text(svc.get("status"))
         rec["status"] = STATUS.get((status or "active").lower())
-        if rec["status"] is None:
-            warnings.append(Problem(at(svc, "status"), f"unknown status {status!r}; "
-                                    "imported as published"))
+        if rec["status"] is None:  # a guess could publish what its source withdrew
+            problems.append(Problem(at(svc, "status"), f"unknown status {status!r}; known: "
+                                    + ", ".join(STATUS)))
         assured = _text(svc.get("assured_date"))
         if assured:
             try:

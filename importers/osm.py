@@ -174,6 +174,8 @@ class TagMapping:
             return tuple(out)
 
         rules = []
+        if not isinstance(raw.get("resources") or [], list):
+            raise MappingError("resources: expected a list of rules")
         for i, entry in enumerate(raw.get("resources") or [], 1):
             where = f"resources rule {i}"
             if not isinstance(entry, dict) or "when" not in entry:
@@ -527,9 +529,11 @@ class OsmFileReader(_OsmReader):
     def elements(self, path: Path, mapping: TagMapping) -> tuple[list[_Element], int]:
         try:
             return _read_osm_file(path, mapping)
-        except (RuntimeError, OSError, ValueError) as exc:  # libosmium: RuntimeError
+        except (RuntimeError, OSError, ValueError, osmium.InvalidLocationError) as exc:
+            # libosmium: RuntimeError; a node whose lat/lon is not a number, out of range or
+            # not finite: InvalidLocationError
             raise ImportFailed([Problem(Where(str(path)), f"cannot read the OSM file: "
-                                        f"{exc}")]) from None
+                                        f"{type(exc).__name__}: {exc}")]) from None
 
 
 def _read_osm_file(path: Path, mapping: TagMapping) -> tuple[list[_Element], int]:

@@ -170,6 +170,9 @@ def record(rec: dict[str, Any], where: pipeline.Where,
             errors.append(Problem(where.at("lat"), f"latitude {lat} is outside -90..90"))
         elif not -180 <= lon <= 180:
             errors.append(Problem(where.at("lon"), f"longitude {lon} is outside -180..180"))
+        elif lat == 0 and lon == 0:  # what readers make of NaN, 1e400 or an empty position
+            errors.append(Problem(where.at("lat/lon"), "coordinates (0, 0) (\"Null Island\"): "
+                                  "a missing or broken position"))
         elif region and not (region[0] <= lon <= region[2] and region[1] <= lat <= region[3]):
             warnings.append(Problem(where.at("lat/lon"), f"point ({lat}, {lon}) lies outside "
                                     "the service region"))

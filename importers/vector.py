@@ -120,11 +120,14 @@ def inner_points(geometries: np.ndarray) -> np.ndarray:
     """A point inside each geometry (the point itself for points); None for none/empty."""
     points = np.full(len(geometries), None, dtype=object)
     present = ~shapely.is_missing(geometries) & ~shapely.is_empty(geometries)
-    try:
-        points[present] = shapely.point_on_surface(geometries[present])
-    except shapely.errors.GEOSException:  # an invalid polygon: repair it, one by one
-        for index in np.flatnonzero(present):
-            points[index] = shapely.point_on_surface(shapely.make_valid(geometries[index]))
+    # A NaN coordinate gives a NaN point (refused by validation, with its feature number), not
+    # a RuntimeWarning on the importer's output.
+    with np.errstate(invalid="ignore"):
+        try:
+            points[present] = shapely.point_on_surface(geometries[present])
+        except shapely.errors.GEOSException:  # an invalid polygon: repair it, one by one
+            for index in np.flatnonzero(present):
+                points[index] = shapely.point_on_surface(shapely.make_valid(geometries[index]))
     return points
 
 
@@ -189,6 +192,8 @@ def _unreadable(path: Path, exc: Exception) -> str:
             json.loads(path.read_bytes())
         except ValueError as error:
             return f"not valid JSON: {error}"
+        except RecursionError:
+            return "not readable: the JSON is nested too deeply"
         except OSError:
             pass
     return f"cannot read as a GIS vector file: {exc}"
