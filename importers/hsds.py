@@ -344,6 +344,11 @@ def _package_tables(package: Path, src: _Source) -> dict[str, list[dict[str, Any
                                     "inside the package"))
             continue
         csv_path = package.parent / rel
+        if not csv_path.resolve().is_relative_to(package.parent.resolve()):
+            # a symbolic link out of the package: "../" by another name
+            problems.append(Problem(where, f"{rel!r} leads outside the package (a symbolic "
+                                    "link)"))
+            continue
         if not csv_path.is_file():
             problems.append(Problem(where, f"{rel}: no such file beside datapackage.json"))
             continue

@@ -85,3 +85,16 @@ def test_hsds_service_with_an_unknown_status_is_invalid(store, tmp_path):
         _run(store, path, format="hsds")
     assert any("unknown status 'deleted'" in p.message for p in err.value.problems)
     assert db_state(store) == before
+
+
+def test_hsds_datapackage_cannot_follow_a_symbolic_link_out_of_its_directory(store, tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    outside = write(tmp_path, "secret.csv", "id,name\n1,secret\n")
+    (package / "services.csv").symlink_to(outside)
+    write(package, "datapackage.json", json.dumps({"resources": [
+        {"name": "services", "path": "services.csv"}]}))
+    before = db_state(store)
+    with pytest.raises(ImportFailed, match="leads outside the package"):
+        _run(store, package / "datapackage.json", format="hsds")
+    assert db_state(store) == before
