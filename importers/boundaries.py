@@ -52,11 +52,14 @@ def _multipolygon(geom: Any) -> shapely.MultiPolygon | None:
     return shapely.MultiPolygon(polygons) if polygons else None
 
 
-def read_boundaries(path: Path, level: str = "auto", crs: str | None = None
+def read_boundaries(path: Path, level: str = "auto", crs: str | None = None, *,
+                    region: tuple[float, float, float, float] | None = None
                     ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
     """The districts in ``path`` by level, as rows for ``district``, and warnings. Every bad
     feature is collected; any problem raises :class:`ImportFailed` before anything is
-    written."""
+    written. With ``region`` (minlon, minlat, maxlon, maxlat: the service's region), a
+    polygon entirely outside it is a problem: a wrong or missing CRS would otherwise replace
+    every district with shapes somewhere else."""
     if level not in LEVELS:
         raise ImportFailed([Problem(Where(str(path), field="level"),
                                     f"level must be one of {', '.join(LEVELS)}")])
@@ -99,6 +102,12 @@ def read_boundaries(path: Path, level: str = "auto", crs: str | None = None
             if polygon is None:
                 problems.append(Problem(where, f"a {geom.geom_type}, not a polygon"))
                 continue
+            if region is not None and not polygon.intersects(shapely.box(*region)):
+                x0, y0, x1, y1 = polygon.bounds
+                problems.append(Problem(where, f"lies outside the service region "
+                                        f"({x0:.4f}, {y0:.4f} to {x1:.4f}, {y1:.4f} in lon/lat):"
+                                        " does the file declare the wrong CRS? (--crs)"))
+                continue
             row = {"level": layer_level, "code": code, "name": name,
                    "bezirk": (text_value(attrs.get(columns["bezirk"])) if "bezirk" in columns
                               else None) if layer_level == "stadtteil" else name}
@@ -127,10 +136,12 @@ def read_boundaries(path: Path, level: str = "auto", crs: str | None = None
 
 
 def load_boundaries(store: Store, path: Path, level: str = "auto",
-                    crs: str | None = None) -> BoundariesReport:
+                    crs: str | None = None, *,
+                    region: tuple[float, float, float, float] | None = None
+                    ) -> BoundariesReport:
     """Replace the districts of each level found in ``path``, then re-derive every
-    resource's Stadtteil and Bezirk."""
-    rows, warnings = read_boundaries(Path(path), level, crs)
+    resource's Stadtteil and Bezirk (``region``: see :func:`read_boundaries`)."""
+    rows, warnings = read_boundaries(Path(path), level, crs, region=region)
     report = BoundariesReport(warnings=warnings)
     with store.transaction() as conn:  # polygons and the resources' districts together
         report.loaded.update(store.replace_districts(rows, conn=conn))

@@ -122,7 +122,9 @@ def import_boundaries(path: Path, level: str, crs: str | None) -> None:
     from .errors import MapserviceError
 
     try:
-        report = load_boundaries(_store(), path, level, crs)
+        region = tuple(float(v) for v in current_app.config["REGION_BBOX"].split(","))
+        report = load_boundaries(_store(), path, level, crs,
+                                 region=region)  # type: ignore[arg-type]
     except ImportFailed as exc:
         click.echo(f"import-boundaries aborted: {exc.detail}", err=True)
         sys.exit(2)

@@ -209,3 +209,20 @@ def test_cli_reports_a_bad_boundary_file(app, tmp_path):
     broken = write(tmp_path, "broken.geojson", "")
     done = app.test_cli_runner().invoke(args=["import-boundaries", str(broken)])
     assert done.exit_code == 2 and "empty" in done.output
+
+
+def test_polygons_outside_the_region_are_refused(store, tmp_path):
+    """A file whose CRS is declared wrongly puts every polygon somewhere else: refused, with
+    the feature and where it lies, and the districts stay as they were."""
+    load_boundaries(store, bezirke())
+    before = districts_of(store)
+    elsewhere = write(tmp_path, "elsewhere.geojson", '{"type": "FeatureCollection", '
+                      '"features": [{"type": "Feature", "properties": {"name": "Mitte"}, '
+                      '"geometry": {"type": "Polygon", "coordinates": [[[0.1, 4.5], [0.2, 4.5],'
+                      ' [0.2, 4.6], [0.1, 4.5]]]}}]}')
+    region = (8.40, 53.39, 10.33, 53.97)
+    with pytest.raises(ImportFailed, match="lies outside the service region") as err:
+        load_boundaries(store, elsewhere, "bezirk", region=region)
+    assert err.value.problems[0].where.item == 1
+    assert districts_of(store) == before
+    assert load_boundaries(store, bezirke(), region=region).loaded == {"bezirk": 7}
