@@ -599,6 +599,23 @@ def detect_delimiter(sample: str) -> str:
     return max(",;\t", key=header.count)
 
 
+def _refuse_ambiguous_columns(file: str, header: Sequence[str], columns: Columns) -> None:
+    """A column name the mapping reads that the header holds twice: which one is meant? (A
+    row would silently take the last.) Unused repeated columns are only listed as unused."""
+    used = {h: name for name, h in columns.fields.items()}
+    used.update((h, f"{name}_{lang}") for h, lang, name in columns.translations)
+    problems = []
+    for name, field_ in used.items():
+        positions = [i + 1 for i, h in enumerate(header) if h == name]
+        if len(positions) > 1:
+            problems.append(Problem(Where(file, field=name), f"the header names this column "
+                                    f"{len(positions)} times (columns "
+                                    f"{', '.join(map(str, positions))}): which one holds "
+                                    f"the {field_}?"))
+    if problems:
+        raise ImportFailed(problems)
+
+
 class CsvReader:
     """Comma-, semicolon- or tab-separated text with a header row."""
 
@@ -630,6 +647,7 @@ class CsvReader:
                 raise ImportFailed([Problem(Where(file, field="header"), f"line 1: broken "
                                             f"CSV header: {exc}")]) from None
             columns = mapping.resolve(header)
+            _refuse_ambiguous_columns(file, header, columns)
             columns.require(file, header, place=True, by_address=options.address_geocoding)
             mapper = RowMapper(mapping, columns)
             note = ([Problem(Where(file), f"columns not used: {', '.join(columns.unused)}")]

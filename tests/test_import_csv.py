@@ -259,6 +259,9 @@ BAD_FILES = {
                          (4, "address", "control character U+001B at position 4")),
     "long-street": (HEADER + ROWS + "4,Treff," + "Lange Straße " * 30 + ",,53.5,10.0,,\n",
                     (4, "address", "longer than 300 characters (389)")),
+    "lat-twice": ("id,name,lat,lon,lat\n1,Treff,53.5,10.0,54.0\n",
+                  (None, "lat", "names this column 2 times (columns 3, 5): which one holds "
+                   "the lat?")),
     "empty": ("", (None, None, "empty")),
     "header-only": (HEADER, (None, None, "no data rows")),
 }
@@ -319,6 +322,13 @@ def test_source_options_the_source_table_cannot_hold_are_refused(store, tmp_path
     with pytest.raises(MapserviceError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(store, write(tmp_path, "a.csv", HEADER + ROWS), source, **kw)
     assert db_state(store) == before
+
+
+def test_a_repeated_column_that_is_not_read_is_only_listed(store, tmp_path):
+    path = write(tmp_path, "a.csv", "id,name,lat,lon,notiz,notiz\n1,Treff,53.5,10.0,a,b\n")
+    report = run(store, path)
+    assert report.created == 1
+    assert any("columns not used: notiz, notiz" in p.message for p in report.warnings)
 
 
 def test_bad_row_with_skip_invalid_writes_the_rest(store, tmp_path):
