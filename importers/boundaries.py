@@ -27,6 +27,7 @@ from mapservice.store import Store
 
 from .csv_reader import load_mapping, text_value
 from .pipeline import ImportFailed, Problem, Where
+from .validate import text_problem
 from .vector import read_layers, to_wgs84
 
 LEVELS = (*DISTRICT_LEVELS, "auto")
@@ -111,20 +112,13 @@ def read_boundaries(path: Path, level: str = "auto", crs: str | None = None, *,
             row = {"level": layer_level, "code": code, "name": name,
                    "bezirk": (text_value(attrs.get(columns["bezirk"])) if "bezirk" in columns
                               else None) if layer_level == "stadtteil" else name}
-            too_long = [(field, value) for field, value in row.items() if value is not None
-                        and len(value) > District.__table__.c[field].type.length]
-            odd = [field for field, value in row.items() if value is not None
-                   and any(ord(ch) < 32 or ord(ch) == 127 for ch in value)]
             header = {"code": columns.get("source_id", columns["name"]),
                       "name": columns["name"], "bezirk": columns.get("bezirk", "bezirk")}
-            for field, value in too_long:
-                problems.append(Problem(where.at(header[field]), "longer than "
-                                        f"{District.__table__.c[field].type.length} "
-                                        f"characters ({len(value)})"))
-            for field in odd:
-                problems.append(Problem(where.at(header[field]),
-                                        "contains a control character"))
-            if too_long or odd:
+            bad = [Problem(where.at(header[field]), problem) for field, problem in
+                   ((f, text_problem(row[f], District.__table__.c[f])) for f in header
+                    if row[f] is not None) if problem]
+            if bad:
+                problems.extend(bad)
                 continue
             rows.setdefault(layer_level, []).append(
                 {**row, "geom": f"SRID=4326;{polygon.wkt}"})

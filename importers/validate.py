@@ -90,16 +90,29 @@ def _number(value: Any) -> float | None:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def text_problem(value: str, column: Any = None) -> str | None:
+    """What is wrong with text ``value`` for a database ``column`` (a control character, or
+    longer than the column's length), else None. Shared by every writer of imported text:
+    records, the source's options, district boundaries."""
+    bad = _CONTROL.search(value)
+    if bad:
+        return (f"contains the control character U+{ord(bad.group()):04X} at position "
+                f"{bad.start() + 1}")
+    limit = getattr(getattr(column, "type", None), "length", None)
+    if limit is not None and len(value) > limit:
+        return f"longer than {limit} characters ({len(value)})"
+    return None
+
+
 def _control_characters(rec: Mapping[str, Any], prefix: str = ""
                         ) -> Iterator[tuple[str, str]]:
     """(field, problem) for each text value of ``rec`` (nested: ``translations.ar.name``,
     ``organization.name``) that holds a control character."""
     for key, value in rec.items():
         if isinstance(value, str):
-            bad = _CONTROL.search(value)
-            if bad:
-                yield (f"{prefix}{key}", f"contains the control character "
-                       f"U+{ord(bad.group()):04X} at position {bad.start() + 1}")
+            problem = text_problem(value)
+            if problem:
+                yield f"{prefix}{key}", problem
         elif isinstance(value, Mapping):
             yield from _control_characters(value, f"{prefix}{key}.")
         elif isinstance(value, (list, tuple)):
