@@ -96,6 +96,10 @@ def read_boundaries(path: Path, level: str = "auto", crs: str | None = None, *,
             if geom is None or shapely.is_empty(geom):
                 problems.append(Problem(where, "no geometry"))
                 continue
+            if not np.isfinite(shapely.get_coordinates(geom)).all():
+                problems.append(Problem(where, "coordinates that are not numbers (NaN or "
+                                        "Infinity)"))
+                continue
             if not shapely.is_valid(geom):
                 geom = shapely.make_valid(geom)
                 warnings.append(Problem(where, "invalid polygon repaired (make_valid)"))

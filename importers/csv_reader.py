@@ -351,6 +351,8 @@ def number(value: Any) -> float | None:
         if text.count(",") == 1 and "." not in text:
             text = text.replace(",", ".")
         try:
+            if "_" in text:  # Python reads "5_3.55" as 53.55; a coordinate never has one
+                raise ValueError(text)
             result = float(text)
         except ValueError:
             raise _Bad(f"{str(value)!r} is not a number") from None

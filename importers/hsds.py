@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import orjson
 import phonenumbers
@@ -152,6 +152,31 @@ def _list(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+#: The lists of objects the reader takes data from; one of another shape is an error (it used
+#: to be passed over, losing e.g. the opening hours without a word).
+_LIST_FIELDS = ("phones", "schedules", "languages", "addresses", "accessibility", "attributes",
+                "cost_options")
+
+
+def _shape_problems(objects: Iterable[dict[str, Any]], at: Callable[[Any, str], Where]
+                    ) -> list[Problem]:
+    problems = []
+    for obj in objects:
+        for name in _LIST_FIELDS:
+            value = obj.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                problems.append(Problem(at(obj, name), f"'{name}' must be a list of objects, "
+                                        f"not {validate.json_kind(value)}"))
+                continue
+            for number, entry in enumerate(value, 1):
+                if not isinstance(entry, dict):
+                    problems.append(Problem(at(obj, name), f"entry {number} of '{name}' is "
+                                            f"{validate.json_kind(entry)}, not an object"))
+    return problems
+
+
 def _number(value: Any) -> float | None:
     text = _text(value)
     return None if text is None else float(text)
@@ -250,8 +275,19 @@ def _from_json(data: Any, file: str) -> _Source:
             return service["organization"]
         return enclosing or by_id["organization"].get(str(service.get("organization_id")))
 
+    broken: list[Problem] = []  # lists that hold what is not an object: the file is damaged
+
+    def objects(value: Any, path: str) -> list[dict[str, Any]]:
+        if value is not None and (not isinstance(value, list)
+                                  or not all(isinstance(v, dict) for v in value)):
+            broken.append(Problem(Where(file, field=path), "must be a list of objects, not "
+                                  + (validate.json_kind(value) if not isinstance(value, list)
+                                     else "a list holding " + ", ".join(sorted({
+                                         validate.json_kind(v) for v in value})))))
+        return _list(value)
+
     def add_service(service: dict[str, Any], path: str, enclosing: dict | None) -> None:
-        sals = _list(service.get("service_at_locations"))
+        sals = objects(service.get("service_at_locations"), f"{path}.service_at_locations")
         if not sals:
             src.notes.append(Problem(Where(file, field=path), f"service {service.get('id')} "
                              f"({service.get('name')!r}) has no service_at_locations: it has "
@@ -264,7 +300,10 @@ def _from_json(data: Any, file: str) -> _Source:
         location = sal.get("location") if isinstance(sal.get("location"), dict) else \
             by_id["location"].get(str(sal.get("location_id")))
         link = _Link(sal, service, location, org, siblings)
-        if location is None:
+        if sal.get("location") is not None and not isinstance(sal["location"], dict):
+            link.problems.append((sal, "location", "'location' must be an object, not "
+                                  + validate.json_kind(sal["location"])))
+        elif location is None:
             link.problems.append((sal, "location_id", f"location {sal.get('location_id')!r} "
                                   "is not in the file"))
         if service is None:
@@ -280,12 +319,14 @@ def _from_json(data: Any, file: str) -> _Source:
             service = obj.get("service") if isinstance(obj.get("service"), dict) else \
                 by_id["service"].get(str(obj.get("service_id")))
             add_sal(obj, service, org_of(service, None) if service else None)
-        elif kind == "organization" and _list(obj.get("services")):
+        elif kind == "organization" and objects(obj.get("services"), f"{path}.services"):
             for i, service in enumerate(_list(obj["services"])):
                 add_service(service, f"{path}.services[{i}]", obj)
-        else:
+        elif not broken:
             src.notes.append(Problem(Where(file, field=path), f"an HSDS {kind} without "
                              "services: nothing to import from it"))
+    if broken:
+        raise ImportFailed(broken)
     return src
 
 
@@ -547,6 +588,7 @@ class _Mapper:
 
         where = src.where(sal, None, item)
         problems = [Problem(at(obj, name), why) for obj, name, why in link.problems]
+        problems += _shape_problems((sal, svc, loc or {}, org or {}), at)
         warnings: list[Problem] = []
         rec: dict[str, Any] = {"source_id": _text(sal.get("id"))}
         if rec["source_id"] is None:

@@ -508,6 +508,11 @@ class _OsmReader(ABC):
         elements, skipped = self.elements(path, mapping)
         log.debug("%s: %d matching elements; %d with a mapped key matched no rule (skipped)",
                   path, len(elements), skipped)
+        if not elements:  # an empty or wrong extract must not pass as "nothing changed"
+            raise ImportFailed([Problem(Where(str(path)), (
+                "no element of the file matches the tag mapping" + (
+                    f" ({skipped} tagged elements matched none of its rules)" if skipped
+                    else "") + "; is it the extract or query you meant?"))])
         yield from _candidates(elements, mapping, str(path))
 
     @abstractmethod
@@ -694,10 +699,18 @@ class OverpassReader(_OsmReader):
                 elif item.get("type") == "way":
                     ways[item["id"]] = item
         elements, skipped = [], 0
+        broken: list[Problem] = []
         for number, item in enumerate(raw, 1):
-            tags = item.get("tags") if isinstance(item, dict) else None
+            where = Where(file, number, "element")
+            if not isinstance(item, dict):
+                broken.append(Problem(where, "not an OSM element but " + _validate.json_kind(item)))
+                continue
+            tags = item.get("tags")
+            if tags is None:  # untagged: a node or way that only gives geometry
+                continue
             if not isinstance(tags, dict):
-                skipped += 1
+                broken.append(Problem(where.at("tags"), "'tags' must be an object of key/"
+                                      "value pairs, not " + _validate.json_kind(tags)))
                 continue
             tags = {str(k): _text(v) for k, v in tags.items()}
             rules = mapping.classify(tags)
@@ -712,6 +725,12 @@ class OverpassReader(_OsmReader):
             else:
                 _overpass_geometry(el, item, nodes, ways)
             elements.append(el)
+        if broken:  # not what Overpass writes: a damaged or hand-edited file
+            raise ImportFailed(broken, len(raw))
+        if not raw:
+            raise ImportFailed([Problem(Where(file, field="elements"), (
+                "the Overpass result has no elements: check the query's area and filters, "
+                "and whether it ran into its timeout"))])
         return elements, skipped
 
 

@@ -20,6 +20,16 @@ from mapservice.taxonomy import default as taxonomy
 from . import pipeline
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, for a message: "a number", "a string", "null", ..."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, bool):
+        return "true/false"
+    return {int: "a number", float: "a number", str: "a string", list: "a list",
+            type(None): "null"}.get(type(value), f"a {type(value).__name__}")
+
+
 @lru_cache(maxsize=4096)
 def _hours_error(value: str) -> str | None:
     import opening_hours
@@ -79,6 +89,8 @@ def _number(value: Any) -> float | None:
     if isinstance(value, str):
         value = value.strip().replace(",", ".") if value.count(",") == 1 and "." not in value \
             else value.strip()
+        if "_" in value:  # Python reads "5_3.55" as 53.55
+            raise ValueError(f"could not convert string to float: {value!r}")
     number = float(value)
     if not math.isfinite(number):
         raise ValueError("not a finite number")
@@ -177,8 +189,11 @@ def record(rec: dict[str, Any], where: pipeline.Where,
         lat = lon = None
     else:
         if lat is None or lon is None:
-            errors.append(Problem(where.at("lat/lon"), "no coordinates and no postcode or "
-                                  "district to place it by"))
+            keys = [f"{key} {str(out[key])[:40]!r}" for key in ("postcode", "stadtteil", "bezirk")
+                    if out.get(key)]
+            errors.append(Problem(where.at("lat/lon"), (
+                f"no coordinates, and the gazetteer does not know its {' or '.join(keys)}"
+                if keys else "no coordinates and no postcode or district to place it by")))
         elif not -90 <= lat <= 90:
             errors.append(Problem(where.at("lat"), f"latitude {lat} is outside -90..90"))
         elif not -180 <= lon <= 180:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import orjson
 import shapely
 
 from .csv_reader import RowMapper, finish, load_mapping, transformer
 from .pipeline import Candidate, ImportFailed, ImportOptions, Problem, Where, register
+from .validate import json_kind
 
 _SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".zip", ".gml", ".xml", ".kml", ".fgb",
              ".sqlite", ".geojsonl", ".geojsons")
@@ -82,8 +84,9 @@ def read_layers(path: Path, layer: str | None = None) -> Iterator[Layer]:
         except errors as exc:
             raise ImportFailed([Problem(Where(file), f"cannot read layer {name!r}: {exc}")]
                                ) from None
-        geometries = (shapely.from_wkb(wkb, on_invalid="ignore") if wkb is not None
-                      else np.full(len(columns[0]) if columns else 0, None, dtype=object))
+        with np.errstate(invalid="ignore"):  # NaN coordinates: refused later, by feature
+            geometries = (shapely.from_wkb(wkb, on_invalid="ignore") if wkb is not None
+                          else np.full(len(columns[0]) if columns else 0, None, dtype=object))
         label = file if len(names) == 1 else f"{file} (layer {name})"
         yield Layer(label, name, meta.get("crs"), [str(f) for f in meta["fields"]],
                     list(columns), geometries)
@@ -159,7 +162,15 @@ class VectorReader:
     def read(self, path: Path, options: ImportOptions) -> Iterator[Candidate]:
         mapping = load_mapping(options.mapping)
         features = 0
+        entries = geojson_entries(path)
         for layer in read_layers(path, mapping.layer):
+            positions = None
+            if entries is not None:
+                positions, refused = entries
+                if len(positions) != len(layer.geometries):  # GDAL read them otherwise
+                    positions = None
+                yield from refused
+                features += len(refused)
             if not len(layer.geometries):
                 continue
             points = to_wgs84(inner_points(layer.geometries), layer.crs, options.crs,
@@ -170,7 +181,8 @@ class VectorReader:
             note = ([Problem(Where(layer.file), "attributes not used: "
                              + ", ".join(columns.unused))] if columns.unused else [])
             for index in range(len(points)):
-                where = Where(layer.file, index + 1, "feature")
+                where = Where(layer.file, positions[index] if positions else index + 1,
+                              "feature")
                 cand = mapper(layer.row(index), where)
                 point = points[index]
                 if point is not None and not shapely.is_empty(point):
@@ -182,6 +194,37 @@ class VectorReader:
                 yield finish(cand)
         if not features:
             raise ImportFailed([Problem(Where(str(path)), "the file has no features")])
+
+
+def geojson_entries(path: Path) -> tuple[list[int], list[Candidate]] | None:
+    """For a GeoJSON FeatureCollection: the 1-based positions in its ``features`` list of the
+    entries GDAL reads as features, and an invalid candidate for every other entry. GDAL skips
+    an entry that is not an object of type "Feature" (a bare geometry, a string, "feature")
+    without a word; the import names each. None for other files."""
+    if path.suffix.lower() not in (".geojson", ".json") or not path.is_file():
+        return None
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (orjson.JSONDecodeError, OSError):
+        return None  # GDAL's error (or _unreadable) tells
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection" \
+            or not isinstance(data.get("features"), list):
+        return None
+    features = data["features"]
+    positions: list[int] = []
+    refused: list[Candidate] = []
+    for number, entry in enumerate(features, 1):
+        if isinstance(entry, dict) and entry.get("type") == "Feature":
+            positions.append(number)
+            continue
+        what = (f"an object of type {str(entry.get('type'))[:40]!r}" if isinstance(entry, dict)
+                and "type" in entry else "an object without a type"
+                if isinstance(entry, dict) else json_kind(entry))
+        where = Where(str(path), number, "feature")
+        refused.append(Candidate(where, {}, [Problem(where, f"not a GeoJSON Feature but {what}; "
+                                                            "each entry of 'features' must be "
+                                                            'an object of type "Feature"')]))
+    return positions, refused
 
 
 def _unreadable(path: Path, exc: Exception) -> str:

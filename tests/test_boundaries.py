@@ -171,6 +171,12 @@ def test_bad_boundary_files_are_refused_and_nothing_changes(store, tmp_path):
     with pytest.raises(ImportFailed, match=r"longer than 100 characters \(120\)") as err:
         load_boundaries(store, long_name, "bezirk")
     assert (err.value.problems[0].where.item, err.value.problems[0].where.field) == (1, "name")
+    nan = write(tmp_path, "nan.geojson", '{"type": "FeatureCollection", "features": ['
+                '{"type": "Feature", "properties": {"name": "Nord"}, "geometry": {"type": '
+                '"Polygon", "coordinates": [[[10, 53], [NaN, 53], [11, 54], [10, 53]]]}}]}')
+    with pytest.raises(ImportFailed, match=r"coordinates that are not numbers \(NaN") as err:
+        load_boundaries(store, nan, "bezirk")
+    assert err.value.problems[0].where.item == 1
     broken = write(tmp_path, "broken.geojson", "{not json")
     with pytest.raises(ImportFailed, match="not valid JSON"):
         load_boundaries(store, broken)

@@ -98,3 +98,127 @@ def test_hsds_datapackage_cannot_follow_a_symbolic_link_out_of_its_directory(sto
     with pytest.raises(ImportFailed, match="leads outside the package"):
         _run(store, package / "datapackage.json", format="hsds")
     assert db_state(store) == before
+
+
+# ---- what used to be passed over without a word (eighth session) -----------------------------
+def test_geojson_entries_that_are_not_features_are_named_not_dropped(store, tmp_path):
+    feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [10.0, 53.55]}}
+    entries = [{**feature, "properties": {"name": "Erster Treff"}},
+               {"type": "Point", "coordinates": [10.0, 53.55]}, "Treff", None,
+               {**feature, "type": "feature", "properties": {"name": "klein"}},
+               {**feature, "properties": {"name": "Zweiter Treff"}}]
+    path = write(tmp_path, "mixed.geojson", json.dumps(
+        {"type": "FeatureCollection", "features": entries}))
+    before = db_state(store)
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="vector")
+    assert {(p.where.item, p.message.split(";")[0]) for p in err.value.problems} == {
+        (2, "not a GeoJSON Feature but an object of type 'Point'"),
+        (3, "not a GeoJSON Feature but a string"), (4, "not a GeoJSON Feature but null"),
+        (5, "not a GeoJSON Feature but an object of type 'feature'")}
+    assert db_state(store) == before
+    # --skip-invalid: the two features, each under its own position in the file
+    report = _run(store, path, format="vector", skip_invalid=True)
+    assert (report.read, report.created, len(report.invalid)) == (6, 2, 4)
+    assert {w.where.item for w in report.warnings} <= {1, 6}
+
+
+def test_overpass_elements_that_are_not_elements_are_refused(store, tmp_path):
+    node = {"type": "node", "id": 1, "lat": 53.55, "lon": 10.0,
+            "tags": {"amenity": "community_centre", "name": "Treff"}}
+    path = write(tmp_path, "broken.json", json.dumps({"version": 0.6, "elements": [
+        node, 5, {**node, "id": 2, "tags": ["amenity", "community_centre"]}]}))
+    before = db_state(store)
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="overpass")
+    assert [(p.where.item, p.where.field, p.message) for p in err.value.problems] == [
+        (2, None, "not an OSM element but a number"),
+        (3, "tags", "'tags' must be an object of key/value pairs, not a list")]
+    assert db_state(store) == before
+
+
+@pytest.mark.parametrize("elements, reason", [
+    ([], "has no elements"),
+    ([{"type": "node", "id": 1, "lat": 53.5, "lon": 10.0, "tags": {"amenity": "bench"}}],
+     "no element of the file matches the tag mapping (1 tagged elements")])
+def test_overpass_result_without_resources_is_not_an_empty_success(store, tmp_path, elements,
+                                                                   reason):
+    # (with --archive-missing, an empty result would archive the whole source)
+    path = write(tmp_path, "empty.json", json.dumps({"version": 0.6, "elements": elements}))
+    before = db_state(store)
+    with pytest.raises(ImportFailed, match=reason.replace("(", r"\(")):
+        _run(store, path, format="overpass", archive_missing=True)
+    assert db_state(store) == before
+
+
+def test_osm_file_without_resources_is_not_an_empty_success(store, tmp_path):
+    path = write(tmp_path, "bench.osm", """<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6"><node id="1" lat="53.5" lon="10.0" version="1">
+<tag k="amenity" v="bench"/></node></osm>""")
+    with pytest.raises(ImportFailed, match="no element of the file matches the tag mapping"):
+        _run(store, path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("schedules", {"byday": "MO"}, "'schedules' must be a list of objects, not an object"),
+    ("phones", ["040 123456"], "entry 1 of 'phones' is a string, not an object"),
+    ("languages", "de", "'languages' must be a list of objects, not a string")])
+def test_hsds_lists_of_the_wrong_shape_make_the_record_invalid(store, tmp_path, field, value,
+                                                                message):
+    service = {"id": "s1", "name": "Beratung", "status": "active", field: value,
+               "service_at_locations": [{"id": "sal1", "location": {
+                   "id": "l1", "name": "Haus", "latitude": 53.55, "longitude": 10.0}}]}
+    path = write(tmp_path, "s.json", json.dumps(service))
+    before = db_state(store)
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="hsds")
+    (problem,) = err.value.problems
+    assert problem.message == message and problem.where.field.endswith(field), problem
+    assert db_state(store) == before
+
+
+def test_csv_coordinate_with_an_underscore_is_not_a_number(store, tmp_path):
+    # Python's float() reads "5_3.55" as 53.55
+    path = write(tmp_path, "u.csv", "name,lat,lon\nTreff,5_3.55,10.0\n")
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path)
+    (problem,) = err.value.problems
+    assert problem.where.item == 1 and "'5_3.55' is not a number" in problem.message
+
+
+def test_unknown_postcode_is_named_as_unknown_not_as_missing(store, tmp_path):
+    path = write(tmp_path, "p.csv", "name,plz\nTreff,99999\n")
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path)
+    (problem,) = err.value.problems
+    assert problem.message == ("no coordinates, and the gazetteer does not know its "
+                               "postcode '99999'"), problem
+
+
+@pytest.mark.parametrize("sal, field, message", [
+    ({"id": "sal1", "location": "Haus"}, "location", "'location' must be an object, not a string"),
+])
+def test_hsds_location_of_the_wrong_shape_is_named(store, tmp_path, sal, field, message):
+    service = {"id": "s1", "name": "Beratung", "service_at_locations": [sal]}
+    path = write(tmp_path, "s.json", json.dumps(service))
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="hsds")
+    assert any(p.message == message and p.where.field.endswith(field)
+               for p in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"id": "sal1"}, "must be a list of objects, not an object"),
+    (["sal1"], "must be a list of objects, not a list holding a string")])
+def test_hsds_service_at_locations_of_the_wrong_shape_are_refused(store, tmp_path, value,
+                                                                   message):
+    org = {"id": "o1", "name": "Träger", "services": [
+        {"id": "s1", "name": "Beratung", "service_at_locations": value}]}
+    path = write(tmp_path, "o.json", json.dumps(org))
+    before = db_state(store)
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="hsds")
+    (problem,) = err.value.problems
+    assert problem.message == message
+    assert problem.where.field == "$.services[0].service_at_locations"
+    assert db_state(store) == before
