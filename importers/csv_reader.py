@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -429,14 +429,16 @@ class RowMapper:
         self.mapping, self.columns = mapping, columns
         # (field, cell text) -> (codes, items without a code)
         self._code_cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # (field, column, how the cell becomes the field) -- chosen once, used for every row
+        self._plan = [(name, header, self._setter(name)) for name, header in
+                      columns.fields.items()]
 
     def __call__(self, row: Mapping[str, Any], where: Where) -> Candidate:
         cand = Candidate(where, {})
         rec = cand.record
-        cols = self.columns.fields
-        for name, header in cols.items():
+        for name, header, setter in self._plan:
             try:
-                self._set(rec, name, row.get(header), where, header, cand)
+                setter(rec, name, row.get(header), where, header, cand)
             except _Bad as exc:
                 cand.problems.append(Problem(where.at(header), f"{exc} ({name})"
                                              if name != normalise(header) else str(exc)))
@@ -454,35 +456,28 @@ class RowMapper:
             rec["audiences"] = list(self.mapping.default_audiences)
         return cand
 
-    def _set(self, rec: dict[str, Any], name: str, value: Any, row_where: Where, header: str,
-             cand: Candidate) -> None:
-        """Field ``name`` from the cell ``value`` of column ``header``; problems are placed
-        at ``row_where.at(header)`` (built only then: this runs for every cell)."""
+    # A setter takes (record, field, cell, row's Where, column, candidate) and sets the field
+    # from the cell; problems are placed at ``row_where.at(header)`` (built only then: this
+    # runs for every cell).
+    def _setter(self, name: str) -> Callable[..., None]:
         if name in ("lat", "lon"):
-            rec[name] = number(value)
-        elif name in LIST_FIELDS:
-            rec[name] = self._codes(name, value, row_where, header, cand)
-        elif name in CODED_FIELDS:
-            self._coded(rec, name, value, row_where, header, cand)
-        elif name == "translations":
-            rec["translations"] = {**_translations(value), **rec.get("translations", {})}
-        elif name == "last_verified":
-            rec[name] = _date(value)
-        elif name == "postcode":
-            rec[name] = _postcode(value)
-        elif name == "organization":
-            org = text_value(value)
-            rec[name] = {"name": org} if org else None
-        elif name == "phone":
-            phone = text_value(value)
-            if phone and self.mapping.local_area_code and re.match(r"[2-9]", phone):
-                phone = f"{self.mapping.local_area_code} {phone}"
-            rec[name] = phone
-        else:
-            rec[name] = text_value(value)
+            return _set_with(number)
+        if name in LIST_FIELDS:
+            return self._codes
+        if name in CODED_FIELDS:
+            return self._coded
+        return {"translations": _set_translations, "last_verified": _set_with(_date),
+                "postcode": _set_with(_postcode), "organization": _set_organization,
+                "phone": self._phone}.get(name, _set_with(text_value))
 
-    def _codes(self, name: str, value: Any, row_where: Where, header: str,
-               cand: Candidate) -> list[str]:
+    def _phone(self, rec: dict[str, Any], name: str, value: Any, *_: Any) -> None:
+        phone = text_value(value)
+        if phone and self.mapping.local_area_code and re.match(r"[2-9]", phone):
+            phone = f"{self.mapping.local_area_code} {phone}"
+        rec[name] = phone
+
+    def _codes(self, rec: dict[str, Any], name: str, value: Any, row_where: Where, header: str,
+               cand: Candidate) -> None:
         key = (name, value) if type(value) is str else None  # CSV cells repeat: remember
         known = self._code_cache.get(key) if key else None
         if known is None:
@@ -503,7 +498,7 @@ class RowMapper:
             cand.warnings.append(Problem(row_where.at(header), f"{name}: no code for {item!r}; "
                                          "add it to data/mappings/categories.yaml or a "
                                          f"--mapping file ({name}: {{code: [{item}]}})"))
-        return list(codes_)
+        rec[name] = list(codes_)
 
     def _coded(self, rec: dict[str, Any], name: str, value: Any, row_where: Where,
                header: str, cand: Candidate) -> None:
@@ -521,6 +516,21 @@ class RowMapper:
                                          f"understood ({allowed}); stored as unknown"))
             return
         rec[name] = (found == "true") if name == "location_confidential" else found
+
+
+def _set_with(convert: Callable[[Any], Any]) -> Callable[..., None]:
+    def set_field(rec: dict[str, Any], name: str, value: Any, *_: Any) -> None:
+        rec[name] = convert(value)
+    return set_field
+
+
+def _set_translations(rec: dict[str, Any], name: str, value: Any, *_: Any) -> None:
+    rec["translations"] = {**_translations(value), **rec.get("translations", {})}
+
+
+def _set_organization(rec: dict[str, Any], name: str, value: Any, *_: Any) -> None:
+    org = text_value(value)
+    rec[name] = {"name": org} if org else None
 
 
 def finish(cand: Candidate, crs_hint: bool = True) -> Candidate:
