@@ -18,6 +18,8 @@ on is invalid with the reason.
 """
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
@@ -243,23 +245,45 @@ def _check_source_options(options: ImportOptions) -> None:
     from mapservice.models import Source
 
     columns = Source.__table__.c
-    for option, value, limit in (("--source", options.source, columns.name.type.length),
-                                 ("--licence", options.licence, columns.licence.type.length),
-                                 ("--attribution", options.attribution, None)):
+    for option, value, column in (("--source", options.source, columns.name),
+                                  ("--licence", options.licence, columns.licence),
+                                  ("--attribution", options.attribution, None)):
         if value is None:
             continue
         if option == "--source" and not value.strip():
             raise MapserviceError("--source: the source needs a name")
-        if limit is not None and len(value) > limit:
-            raise MapserviceError(f"{option}: longer than {limit} characters ({len(value)})")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise MapserviceError(f"{option}: contains a control character")
+        problem = _validate.text_problem(value, column)
+        if problem is None and any(ch in value for ch in "\t\n\r"):
+            problem = "contains a line break or tab"
+        if problem:
+            raise MapserviceError(f"{option}: {problem}")
 
 
 def run_import(store: Store, path: Path, options: ImportOptions,
                geocoder: Geocoder | None = None) -> ImportReport:
     """Import ``path`` into ``store``; see the module docstring for the rules."""
-    path = Path(path)
+    with _without_cyclic_gc():
+        return _run_import(store, Path(path), options, geocoder)
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the run. An import holds every valid record
+    (a dict of ~20 values) until the write; each full collection walks all of them, and with
+    a million records that cost a third of the reading and validating (1M rows: 16 full
+    collections, 15.6 of 50.6 s). An import makes next to no reference cycles: memory is
+    freed by reference counting as before; the collector runs again after the run."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_import(store: Store, path: Path, options: ImportOptions,
+                geocoder: Geocoder | None) -> ImportReport:
     if not path.exists():
         raise MapserviceError(f"{path}: no such file or directory")
     _check_source_options(options)

@@ -127,7 +127,8 @@ def _number(value: Any) -> float | None:
 
 # Control characters other than tab, line feed and carriage return: never text a person wrote
 # (a broken export, a binary file read as text). PostgreSQL refuses NUL in any text column.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C1 (U+0080..U+009F) too: in Unicode text they are mojibake (UTF-8 decoded as Latin-1).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def text_problem(value: str, column: Any = None) -> str | None:

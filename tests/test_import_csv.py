@@ -3,6 +3,7 @@ crafted bad files (nothing written), and re-imports on both backends."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +312,10 @@ def test_values_longer_than_their_columns_are_named(store, tmp_path):
     ({"source": "s" * 101}, "--source: longer than 100 characters (101)"),
     ({"source": "  "}, "--source: the source needs a name"),
     ({"licence": "l" * 201}, "--licence: longer than 200 characters (201)"),
-    ({"attribution": "Daten\x00"}, "--attribution: contains a control character"),
+    ({"attribution": "Daten\x00"},
+     "--attribution: contains the control character U+0000 at position 6"),
+    ({"attribution": "Daten\nHamburg"}, "--attribution: contains a line break or tab"),
+    ({"licence": "CC\x85BY"}, "--licence: contains the control character U+0085 at position 3"),
 ])
 def test_source_options_the_source_table_cannot_hold_are_refused(store, tmp_path, kw, message):
     from mapservice.errors import MapserviceError
@@ -319,7 +323,7 @@ def test_source_options_the_source_table_cannot_hold_are_refused(store, tmp_path
     before = db_state(store)
     kw = dict(kw)  # the parameters are shared by both backends
     source = kw.pop("source", "test")
-    with pytest.raises(MapserviceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(MapserviceError, match=re.escape(message)):
         run(store, write(tmp_path, "a.csv", HEADER + ROWS), source, **kw)
     assert db_state(store) == before
 

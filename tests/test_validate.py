@@ -62,7 +62,9 @@ def test_email_errors_name_the_problem():
     ({"translations": {"ar": {"name": "\x7f"}}}, [("translations.ar.name", "U+007F", 1)]),
     ({"organization": {"name": "T", "phones": [{"n": "\x01"}]}},
      [("organization.phones[0].n", "U+0001", 1)]),
+    ({"address": "Stra\u00c3\u009fe 1"}, [("address", "U+009F", 6)]),  # "Straße", mojibake
     ({"name": "Tab\tand\nline\r", "lat": 53.5, "x": None, "y": True, "z": 3}, []),
+    ({"name": "\u00a0Caf\u00e9 \u0645\u0631\u0643\u0632 \u200f"}, []),
 ])
 def test_control_characters_are_found_at_any_depth(rec, found):
     assert list(validate._control_characters(rec)) == [
