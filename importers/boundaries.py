@@ -164,7 +164,9 @@ class _Level:
         return found
 
 
-def _levels(store: Store) -> dict[str, _Level] | None:
+def district_levels(store: Store) -> dict[str, _Level] | None:
+    """The loaded district polygons by level, indexed for :func:`derive`; None before any
+    are loaded."""
     if not inspect(store.engine).has_table("district"):
         return None
     stmt = (select(District.level, District.name, District.bezirk,
@@ -183,13 +185,19 @@ def _levels(store: Store) -> dict[str, _Level] | None:
     return levels
 
 
-def derive(store: Store, records: Sequence[dict[str, Any]], wheres: Sequence[Where]
-           ) -> list[Problem]:
+_UNREAD: Any = object()
+
+
+def derive(store: Store, records: Sequence[dict[str, Any]], wheres: Sequence[Where],
+           levels: dict[str, _Level] | None = _UNREAD) -> list[Problem]:
     """Set ``stadtteil``/``bezirk`` of ``records`` (validated, lon/lat set) in place by
     point-in-polygon, by the rule of :meth:`Store.assign_districts`; warn where the file said
     otherwise and where a point lies outside every polygon. Does nothing before boundaries are
-    loaded."""
-    levels = _levels(store) if records else None
+    loaded. ``levels``: :func:`district_levels` read once for records given in batches."""
+    if not records:
+        return []
+    if levels is _UNREAD:
+        levels = district_levels(store)
     if not levels:
         return []
     # The store keeps 7 decimals: test the very point it will hold.

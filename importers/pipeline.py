@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
@@ -292,19 +292,53 @@ def _run_import(store: Store, path: Path, options: ImportOptions,
     report = ImportReport(source=options.source, dry_run=options.dry_run)
     if geocoder is not None and options.address_geocoding:
         geocoder = _reusing_placed_addresses(store, options.source, geocoder)
+    if _in_parallel(path, geocoder):
+        return _run_streamed(store, path, fmt, reader, options, geocoder, report)
     candidates = reader.read(path, options)
     if options.progress is not None:
         candidates = options.progress(candidates, None, f"reading {path.name}")
-    valid: list[dict[str, Any]] = []
-    valid_where: list[Where] = []
-    problems: list[Problem] = []
+    found = Found()
+    checked = list(check_records(candidates, geocoder, options.region_bbox, found))
+    report.read, report.warnings = found.read, found.warnings
+    if found.problems and not options.skip_invalid:
+        raise ImportFailed(found.problems, report.read)
+    report.invalid = found.problems
+    valid = [rec for rec, _where in checked]
+    # Stadtteil/Bezirk by point-in-polygon once boundaries are loaded, before the upsert
+    # compares: a re-import then finds the same derived values and changes nothing.
+    from .boundaries import derive as derive_districts
+
+    report.warnings.extend(derive_districts(store, valid, [where for _rec, where in checked]))
+    # Many records take the set-based path (COPY / one executemany + merge); same result.
+    write = store.bulk_upsert if len(valid) > BULK_THRESHOLD else store.upsert
+    records: Iterable[dict[str, Any]] = valid
+    if options.progress is not None:
+        records = options.progress(valid, len(valid), "writing")
+    return _write(store, reader, options, write, records, found, report)
+
+
+@dataclass
+class Found:
+    """What :func:`check_records` found besides the valid records."""
+
+    read: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    in_file: set[str] = field(default_factory=set)  # every source id in the file, valid or not
+
+
+def check_records(candidates: Iterable[Candidate], geocoder: Geocoder | None,
+                  region: tuple[float, float, float, float] | None, found: Found
+                  ) -> Iterator[tuple[dict[str, Any], Where]]:
+    """Place (``geocoder``) and validate ``candidates``; yield each valid record, checked,
+    with where it came from, as soon as it is; count, collect problems and warnings into
+    ``found``. A source id that appears twice makes the second record invalid."""
     seen: dict[str, Where] = {}
-    in_file: set[str] = set()  # every source id in the file, valid or not
     for cand in candidates:
-        report.read += 1
+        found.read += 1
         if cand.record.get("source_id"):
-            in_file.add(str(cand.record["source_id"]))
-        report.warnings.extend(cand.warnings)
+            found.in_file.add(str(cand.record["source_id"]))
+        found.warnings.extend(cand.warnings)
         errors = list(cand.problems)
         rec = cand.record
         if not errors:
@@ -320,16 +354,16 @@ def _run_import(store: Store, path: Path, options: ImportOptions,
                                        f"address could not be geocoded: {exc.detail}")
                 if isinstance(point, Placement):
                     rec["lat"], rec["lon"] = point.lat, point.lon
-                    report.warnings.append(Problem(cand.where, f"no coordinates; {point.how}"))
+                    found.warnings.append(Problem(cand.where, f"no coordinates; {point.how}"))
                 elif point is not None:
                     rec["lat"], rec["lon"] = point
-                    report.warnings.append(Problem(cand.where, "no coordinates; placed at the "
-                                                   "centroid of its postcode/district"))
-            checked, errs, warns = _validate.record(rec, cand.where, options.region_bbox)
+                    found.warnings.append(Problem(cand.where, "no coordinates; placed at the "
+                                                  "centroid of its postcode/district"))
+            checked, errs, warns = _validate.record(rec, cand.where, region)
             if unplaced is not None:  # the reason replaces validate's "no coordinates"
                 errs = [unplaced, *(e for e in errs if e.where.field != "lat/lon")]
             errors += errs
-            report.warnings.extend(warns)
+            found.warnings.extend(warns)
             sid = str(rec.get("source_id") or "")
             if sid and sid in seen and not errs:
                 errors.append(Problem(cand.where.at("source_id"), f"source id {sid!r} also "
@@ -337,26 +371,18 @@ def _run_import(store: Store, path: Path, options: ImportOptions,
             elif sid:
                 seen[sid] = cand.where
             if not errors:
-                valid.append(checked)
-                valid_where.append(cand.where)
-        problems += errors
-    if problems and not options.skip_invalid:
-        raise ImportFailed(problems, report.read)
-    report.invalid = problems
-    if not valid and report.read and not options.skip_invalid:
-        raise ImportFailed([Problem(Where(str(path)), "no records found")])
-    # Stadtteil/Bezirk by point-in-polygon once boundaries are loaded, before the upsert
-    # compares: a re-import then finds the same derived values and changes nothing.
-    from .boundaries import derive as derive_districts
+                yield checked, cand.where
+        found.problems += errors
 
-    report.warnings.extend(derive_districts(store, valid, valid_where))
 
+def _write(store: Store, reader: Reader, options: ImportOptions, write: Callable[..., Any],
+           records: Iterable[dict[str, Any]], found: Found, report: ImportReport
+           ) -> ImportReport:
+    """The write of a run. One transaction for the whole run: the source, the records, the
+    archived ones and the possible duplicates are written together or not at all; a dry run
+    does exactly the same work (so its report is the real one, duplicates included) and rolls
+    it back."""
     changed_by = f"import:{options.source}"
-    # Many records take the set-based path (COPY / one executemany + merge); same result.
-    write = store.bulk_upsert if len(valid) > BULK_THRESHOLD else store.upsert
-    # One transaction for the whole run: the source, the records, the archived ones and the
-    # possible duplicates are written together or not at all; a dry run does exactly the
-    # same work (so its report is the real one, duplicates included) and rolls it back.
     with store.transaction(dry_run=options.dry_run) as conn:
         # A format may name the licence its data always carries (OSM: ODbL, which requires
         # the attribution on the map); an explicit --licence/--attribution wins.
@@ -364,22 +390,149 @@ def _run_import(store: Store, path: Path, options: ImportOptions,
             options.source, licence=options.licence or getattr(reader, "licence", None),
             attribution=options.attribution or getattr(reader, "attribution", None),
             conn=conn)
-        records: Iterable[dict[str, Any]] = valid
-        if options.progress is not None:
-            records = options.progress(valid, len(valid), "writing")
         upserted = write(records, source=options.source, changed_by=changed_by, conn=conn)
         report.created, report.updated = upserted.created, upserted.updated
         report.unchanged, report.conflicts = upserted.unchanged, upserted.conflicts
         if options.archive_missing:
             # A record that is in the file but invalid today is not "gone from the source":
-            # keep it.
+            # keep it. (Streamed: ``found`` is complete once ``records`` is consumed.)
             _status(options, "archiving the records gone from the source")
-            report.archived = store.archive_missing(options.source, in_file,
+            report.archived = store.archive_missing(options.source, found.in_file,
                                                     changed_by=changed_by, conn=conn)
         _status(options, "looking for possible duplicates")
         report.duplicates = store.flag_duplicates(options.source, conn=conn)
         _status(options, "rolling back (dry run)" if options.dry_run else "committing")
     return report
+
+
+# ---- a large file: read and validated in a second process while this one writes ----------
+#: From this size on, a file is read and validated in a second process (a CPU of its own)
+#: while this one writes what it has validated so far (~50,000 CSV rows; starting the process
+#: costs about a second). The outcome is the same as on the serial path: one transaction,
+#: and an invalid record (without --skip-invalid) raises ImportFailed after the whole file
+#: was read, which rolls back what was written meanwhile.
+PARALLEL_MIN_BYTES = 16 << 20
+_BATCH = 2_000  # records per message between the processes
+
+
+def _in_parallel(path: Path, geocoder: Geocoder | None) -> bool:
+    # Only the offline gazetteer (a module function, the same in the other process): the
+    # online geocoder keeps state (failures, stored points) and reads the store.
+    return (geocoder is None or geocoder is gazetteer_geocoder) and path.is_file() \
+        and path.stat().st_size >= PARALLEL_MIN_BYTES
+
+
+def _run_streamed(store: Store, path: Path, fmt: str, reader: Reader, options: ImportOptions,
+                  geocoder: Geocoder | None, report: ImportReport) -> ImportReport:
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from .boundaries import derive as derive_districts
+    from .boundaries import district_levels
+
+    # A process of its own (``python -m importers.worker``), not a fork: it shares no
+    # database connection, lock or thread with this one. It gets the options without the
+    # progress and status callbacks, and sends pickled messages back on its stdout.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    worker = subprocess.Popen([sys.executable, "-m", "importers.worker"], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert worker.stdin is not None and worker.stdout is not None
+    found = Found()
+    derived: list[Problem] = []
+
+    def batches() -> Iterator[list[tuple[dict[str, Any], Where]]]:
+        while True:
+            try:
+                message = pickle.load(worker.stdout)  # type: ignore[arg-type]
+            except EOFError:
+                raise MapserviceError(f"{path}: the reading process ended unexpectedly "
+                                      f"(exit code {worker.wait()})") from None
+            kind = message[0]
+            if kind == "records":
+                derived.extend(derive_districts(store, [r for r, _ in message[1]],
+                                                [w for _, w in message[1]], levels=levels))
+                yield message[1]
+            elif kind == "done":
+                found.read, found.problems, found.warnings, found.in_file = message[1:]
+                return
+            elif kind == "failed":
+                raise ImportFailed(message[1])
+            elif kind == "error":
+                raise MapserviceError(message[1])
+            else:
+                raise RuntimeError(f"reading {path} failed in the reading process:\n"
+                                   f"{message[1]}")
+
+    def valid() -> Iterator[dict[str, Any]]:
+        for batch in batches():
+            for rec, _where in batch:
+                yield rec
+        if found.problems and not options.skip_invalid:
+            raise ImportFailed(found.problems, found.read)  # rolls back what was written
+
+    try:
+        try:
+            worker.stdin.write(pickle.dumps((path, fmt, replace(options, progress=None,
+                                                                 status=None), geocoder)))
+            worker.stdin.close()
+        except BrokenPipeError:  # it did not start; reading its messages will say so
+            pass
+        levels = district_levels(store)  # read before the transaction holds the connection
+        records: Iterable[dict[str, Any]] = valid()
+        if options.progress is not None:
+            records = options.progress(records, None, f"reading and writing {path.name}")
+        # (a file this large is the set-based path's; it gives the row path's result)
+        _write(store, reader, options, store.bulk_upsert, records, found, report)
+    finally:
+        worker.stdout.close()
+        try:
+            worker.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # the write failed: the reader's work is not needed
+            worker.kill()
+            worker.wait()
+    report.read, report.invalid = found.read, found.problems
+    report.warnings = found.warnings + derived
+    return report
+
+
+def produce(source: Any, sink: Any) -> None:
+    """The reading process (:mod:`importers.worker`): read ``(path, format, options,
+    geocoder)`` from ``source``; read, place and validate the file; write pickled messages to
+    ``sink``: the valid records in batches, then ("done", read, problems, warnings, source
+    ids), or what went wrong."""
+    import pickle
+    import traceback
+
+    def send(message: tuple[Any, ...]) -> None:
+        pickle.dump(message, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        sink.flush()
+
+    try:
+        path, fmt, options, geocoder = pickle.load(source)
+        found = Found()
+        batch: list[tuple[dict[str, Any], Where]] = []
+        with _without_cyclic_gc():
+            for item in check_records(reader_for(fmt).read(path, options), geocoder,
+                                      options.region_bbox, found):
+                if found.problems and not options.skip_invalid:
+                    continue  # the run will fail: nothing more to write, only to report
+                batch.append(item)
+                if len(batch) == _BATCH:
+                    send(("records", batch))
+                    batch = []
+            if batch:
+                send(("records", batch))
+            send(("done", found.read, found.problems, found.warnings, found.in_file))
+    except BrokenPipeError:  # the writing process stopped listening (its write failed)
+        pass
+    except ImportFailed as exc:
+        send(("failed", exc.problems))
+    except MapserviceError as exc:
+        send(("error", exc.detail))
+    except Exception:  # noqa: BLE001 - handed to the other process, which raises it
+        send(("crash", traceback.format_exc()))
 
 
 def _status(options: ImportOptions, message: str) -> None:

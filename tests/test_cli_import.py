@@ -69,6 +69,27 @@ def test_archive_missing_only_when_asked(cli, app_store, tmp_path):
     assert statuses == {"a1": "published", "a2": "published", "a3": "archived"}
 
 
+def test_a_large_file_is_read_in_a_second_process_with_the_same_outcome(cli, app_store,
+                                                                         tmp_path, monkeypatch):
+    from importers import pipeline
+
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)  # (normally from 16 MB on)
+    done = cli(_csv(tmp_path, "treffs.csv", ROWS), "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["created"] == 3
+    (tmp_path / "today").mkdir()
+    smaller = _csv(tmp_path / "today", "treffs.csv", [ROWS[0], ROWS[1].replace("53,5", "53,51")])
+    done = json.loads(cli(smaller, "--json", "--archive-missing").output)
+    assert (done["updated"], done["unchanged"], done["archived"]) == (1, 1, 1)
+    statuses = {r.source_id: r.status for r in stored(app_store, "treffs").values()}
+    assert statuses == {"a1": "published", "a2": "published", "a3": "archived"}
+    broken = _csv(tmp_path, "broken.csv", [*ROWS, "a4;;53,5;10,0;youth_centre\n"])
+    before = db_state(app_store)
+    done = cli(broken)
+    assert done.exit_code == 2 and "row 4, field 'name': missing name" in done.output
+    assert db_state(app_store) == before
+
+
 def test_crs_flag_places_a_file_without_crs(cli, app_store, tmp_path):
     path = zipped_shapefile(tmp_path, None)
     before = db_state(app_store)

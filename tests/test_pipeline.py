@@ -117,3 +117,104 @@ def test_an_interrupted_first_bulk_import_leaves_an_empty_working_database(store
 def test_dry_run_is_the_callers_transaction_when_conn_is_given(store):
     with store.transaction(dry_run=True) as conn, pytest.raises(ValueError, match="dry_run"):
         store.upsert([], source="x", changed_by="t", dry_run=True, conn=conn)
+
+
+# ---- a large file: read in a second process while this one writes ---------------------------
+def _parallel(monkeypatch):
+    """Every file takes the streamed path (normally from 16 MB on)."""
+    from importers import pipeline
+
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+
+
+def _report(report):
+    data = report.as_dict()
+    data.pop("duplicates")  # pairs carry the ids of the rows each run wrote
+    return data, len(report.duplicates)
+
+
+@pytest.mark.parametrize("parts, kw", [
+    (("hamburg_osm_pois_2026_02", "hamburg-poi-community-centers-2026-02.csv"),
+     {"skip_invalid": True}),
+    (("osm_xml_pbf_north_bayreuth", "north-bayreuth.osm.pbf"), {"skip_invalid": True}),
+    (("hamburg_kita_wfs_schema_sample", "kita.gml"), {"skip_invalid": True}),
+    (("hsds1_sample_datapackage_openreferral", "all_resources", "datapackage.json"),
+     {"skip_invalid": True}),
+])
+def test_the_streamed_path_imports_what_the_serial_path_does(store, monkeypatch, tmp_path,
+                                                            parts, kw):
+    from importers.boundaries import load_boundaries
+
+    from .conftest import shared_data
+    from .test_boundaries import stadtteile
+    from .test_import_csv import HAMBURG
+    from .test_import_osm import EXTRA_RULES, _mapping
+
+    load_boundaries(store, stadtteile())  # the districts are derived batch by batch
+    path = shared_data(*parts)
+    if path.suffix == ".pbf":  # (the shipped table maps none of this extract's places)
+        kw = {**kw, "mapping": _mapping(tmp_path, EXTRA_RULES, exclude=[])}
+    options = ImportOptions(source="s", region_bbox=HAMBURG, **kw)
+    serial = run_import(store, path, ImportOptions(**{**options.__dict__, "dry_run": True}))
+    _parallel(monkeypatch)
+    streamed = run_import(store, path, options)
+    assert streamed.created == serial.created > 0
+    expected, duplicates = _report(serial)
+    assert _report(streamed) == ({**expected, "dry_run": False}, duplicates)
+    # what the streamed run stored is exactly what the serial path reads from the file
+    monkeypatch.undo()
+    again = run_import(store, path, options)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, streamed.created)
+
+
+def test_the_streamed_path_aborts_on_an_invalid_record_and_writes_nothing(store, tmp_path,
+                                                                          monkeypatch):
+    from .test_import_csv import db_state
+
+    rows = [(i, f"Bücherhalle {i}", 53.5 + i / 1000, 10.0) for i in range(1, 3001)]
+    rows[1500] = (1501, "Bücherhalle kaputt", 100, 10.0)
+    path = _csv(tmp_path / "big.csv", rows)
+    before = db_state(store)
+    _parallel(monkeypatch)
+    with pytest.raises(ImportFailed) as err:
+        run_import(store, path, ImportOptions(source="lib"))
+    (problem,) = err.value.problems
+    assert (problem.where.item, problem.where.field) == (1501, "lat")
+    assert db_state(store) == before
+    report = run_import(store, path, ImportOptions(source="lib", skip_invalid=True))
+    assert (report.read, report.created, len(report.invalid)) == (3000, 2999, 1)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("id,name,lat,lon\n", "the file has a header but no data rows"),
+    (b"id,name,lat,lon\n1,\x81\x8d,53.5,10.0\n", "cannot decode the file"),
+])
+def test_the_streamed_path_reports_a_broken_file_as_the_serial_path(store, tmp_path,
+                                                                    monkeypatch, content,
+                                                                    message):
+    from .test_import_csv import db_state, write
+
+    path = write(tmp_path, "broken.csv", content)
+    before = db_state(store)
+    _parallel(monkeypatch)
+    with pytest.raises(ImportFailed, match=message):
+        run_import(store, path, ImportOptions(source="x"))
+    assert db_state(store) == before
+
+
+def test_a_reading_process_that_dies_fails_the_run_and_writes_nothing(store, tmp_path,
+                                                                       monkeypatch):
+    import sys
+
+    from mapservice.errors import MapserviceError
+
+    from .test_import_csv import db_state
+
+    path = _csv(tmp_path / "a.csv", [(1, "Bücherhalle", 53.55, 10.0)])
+    before = db_state(store)
+    _parallel(monkeypatch)
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(MapserviceError, match="the reading process ended unexpectedly "
+                                              r"\(exit code 1\)"):
+        run_import(store, path, ImportOptions(source="lib"))
+    assert db_state(store) == before
