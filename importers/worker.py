@@ -18,6 +18,8 @@ def main() -> None:
         sink.close()
     except BrokenPipeError:
         os._exit(0)  # the importing process stopped listening; nothing left to say
+    except KeyboardInterrupt:  # Ctrl-C reaches both processes; the importing one reports it
+        os._exit(130)
 
 
 if __name__ == "__main__":

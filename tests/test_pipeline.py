@@ -218,3 +218,45 @@ def test_a_reading_process_that_dies_fails_the_run_and_writes_nothing(store, tmp
                                               r"\(exit code 1\)"):
         run_import(store, path, ImportOptions(source="lib"))
     assert db_state(store) == before
+
+
+def _readers_left() -> list[int]:
+    """Reading processes (importers.worker) this test process started and did not reap."""
+    import os
+    from pathlib import Path
+
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"importers.worker" in cmdline:
+            left.append(int(proc.name))
+    return left
+
+
+@pytest.mark.parametrize("at", ["reading and writing", "looking for possible duplicates"])
+def test_an_interrupted_streamed_run_writes_nothing_and_leaves_no_process(store, tmp_path,
+                                                                          monkeypatch, at):
+    path = _csv(tmp_path / "a.csv", [(i, f"Bücherhalle {i}", 53.5 + i * 1e-5, 10.0)
+                                     for i in range(6_000)])
+
+    def progress(items, total, label):
+        for n, item in enumerate(items):
+            if label.startswith(at) and n == 2_500:  # mid-stream: the reader is still busy
+                raise Interrupted(label)
+            yield item
+
+    def status(message):
+        if message.startswith(at):
+            raise Interrupted(message)
+
+    _parallel(monkeypatch)
+    with pytest.raises(Interrupted):
+        run_import(store, path, ImportOptions(source="lib", progress=progress, status=status))
+    assert store.count() == 0 and store.sources_in_use() == []
+    assert _readers_left() == []
+    assert run_import(store, path, ImportOptions(source="lib")).created == 6_000
