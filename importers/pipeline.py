@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from mapservice.geocode import OnlineGeocoder
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per record read: kept small
 class Where:
     """Where a value came from: the file, the record's number in it and the field."""
 
@@ -58,7 +58,7 @@ class Where:
         return ", ".join(parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     where: Where
     message: str
