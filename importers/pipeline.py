@@ -92,7 +92,7 @@ class ImportFailed(MapserviceError):
         head = f"{len(problems)} problem(s)" + (f" in {total} record(s)" if total else "")
         super().__init__(head + "; nothing was written:\n" + "\n".join(
             f"  {p}" for p in problems[:50]) + ("\n  ..." if len(problems) > 50 else ""))
-        self.problems = problems
+        self.problems, self.total = problems, total
 
     def problem(self) -> dict[str, Any]:
         return {**super().problem(), "errors": [p.as_dict() for p in self.problems[:1000]]}
@@ -189,11 +189,11 @@ def _load_readers() -> None:
     # written yet, or its optional dependency absent) simply offers no reader.
     import importlib
 
-    for module in ("csv_reader", "vector", "osm", "hsds"):
+    for module in sorted(_BUILT_IN_READERS):
         try:
-            importlib.import_module(f"importers.{module}")
+            importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name not in {f"importers.{module}"}:
+            if exc.name != module:
                 raise
 
 
@@ -292,7 +292,7 @@ def _run_import(store: Store, path: Path, options: ImportOptions,
     report = ImportReport(source=options.source, dry_run=options.dry_run)
     if geocoder is not None and options.address_geocoding:
         geocoder = _reusing_placed_addresses(store, options.source, geocoder)
-    if _in_parallel(path, geocoder):
+    if _in_parallel(path, reader, geocoder):
         return _run_streamed(store, path, fmt, reader, options, geocoder, report)
     candidates = reader.read(path, options)
     if options.progress is not None:
@@ -415,11 +415,16 @@ PARALLEL_MIN_BYTES = 16 << 20
 _BATCH = 2_000  # records per message between the processes
 
 
-def _in_parallel(path: Path, geocoder: Geocoder | None) -> bool:
+def _in_parallel(path: Path, reader: Reader, geocoder: Geocoder | None) -> bool:
     # Only the offline gazetteer (a module function, the same in the other process): the
-    # online geocoder keeps state (failures, stored points) and reads the store.
-    return (geocoder is None or geocoder is gazetteer_geocoder) and path.is_file() \
+    # online geocoder keeps state (failures, stored points) and reads the store. Only the
+    # built-in formats: the other process knows no reader registered at run time.
+    return (geocoder is None or geocoder is gazetteer_geocoder) \
+        and type(reader).__module__ in _BUILT_IN_READERS and path.is_file() \
         and path.stat().st_size >= PARALLEL_MIN_BYTES
+
+
+_BUILT_IN_READERS = {f"importers.{name}" for name in ("csv_reader", "vector", "osm", "hsds")}
 
 
 def _run_streamed(store: Store, path: Path, fmt: str, reader: Reader, options: ImportOptions,
@@ -434,19 +439,24 @@ def _run_streamed(store: Store, path: Path, fmt: str, reader: Reader, options: I
 
     # A process of its own (``python -m importers.worker``), not a fork: it shares no
     # database connection, lock or thread with this one. It gets the options without the
-    # progress and status callbacks, and sends pickled messages back on its stdout.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    worker = subprocess.Popen([sys.executable, "-m", "importers.worker"], env=env,
+    # progress and status callbacks, and sends pickled messages back on its stdout. ``-P``:
+    # the modules come from this process's path, never from the current directory.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+           "MAPSERVICE_IMPORT_PARENT": str(os.getpid())}
+    worker = subprocess.Popen([sys.executable, "-P", "-m", "importers.worker"], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert worker.stdin is not None and worker.stdout is not None
     found = Found()
     derived: list[Problem] = []
+    done = False
 
     def batches() -> Iterator[list[tuple[dict[str, Any], Where]]]:
+        nonlocal done
         while True:
             try:
                 message = pickle.load(worker.stdout)  # type: ignore[arg-type]
-            except EOFError:
+            except Exception:  # noqa: BLE001 - EOF, or a message cut off by a kill
+                worker.kill()
                 raise MapserviceError(f"{path}: the reading process ended unexpectedly "
                                       f"(exit code {worker.wait()})") from None
             kind = message[0]
@@ -454,47 +464,60 @@ def _run_streamed(store: Store, path: Path, fmt: str, reader: Reader, options: I
                 derived.extend(derive_districts(store, [r for r, _ in message[1]],
                                                 [w for _, w in message[1]], levels=levels))
                 yield message[1]
-            elif kind == "done":
+                continue
+            done = True
+            if kind == "done":
                 found.read, found.problems, found.warnings, found.in_file = message[1:]
                 return
-            elif kind == "failed":
-                raise ImportFailed(message[1])
-            elif kind == "error":
-                raise MapserviceError(message[1])
-            else:
-                raise RuntimeError(f"reading {path} failed in the reading process:\n"
-                                   f"{message[1]}")
+            if kind == "failed":
+                raise ImportFailed(message[1], message[2])
+            if kind == "error":
+                error = MapserviceError(message[1])
+                error.status, error.title = message[2], message[3]
+                raise error
+            raise RuntimeError(f"reading {path} failed in the reading process:\n{message[1]}")
 
     def valid() -> Iterator[dict[str, Any]]:
         for batch in batches():
             for rec, _where in batch:
                 yield rec
         if found.problems and not options.skip_invalid:
-            raise ImportFailed(found.problems, found.read)  # rolls back what was written
+            # Ends the load and rolls back what was written. Its text is all PostgreSQL
+            # logs of an aborted COPY: the problems (with the records' values) stay here.
+            raise _Invalid("the file has invalid records")
 
     try:
         try:
-            worker.stdin.write(pickle.dumps((path, fmt, replace(options, progress=None,
-                                                                 status=None), geocoder)))
-            worker.stdin.close()
+            task = pickle.dumps((path, fmt, replace(options, progress=None, status=None),
+                                 geocoder))
+            worker.stdin.write(task)
         except BrokenPipeError:  # it did not start; reading its messages will say so
             pass
+        finally:
+            try:
+                worker.stdin.close()
+            except BrokenPipeError:
+                pass
         levels = district_levels(store)  # read before the transaction holds the connection
         records: Iterable[dict[str, Any]] = valid()
         if options.progress is not None:
             records = options.progress(records, None, f"reading and writing {path.name}")
         # (a file this large is the set-based path's; it gives the row path's result)
         _write(store, reader, options, store.bulk_upsert, records, found, report)
+    except _Invalid:
+        raise ImportFailed(found.problems, found.read) from None
     finally:
         worker.stdout.close()
-        try:
-            worker.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # the write failed: the reader's work is not needed
+        if not done:  # the write failed or was interrupted: the reading is not needed
             worker.kill()
-            worker.wait()
+        worker.wait()
     report.read, report.invalid = found.read, found.problems
     report.warnings = found.warnings + derived
     return report
+
+
+class _Invalid(Exception):
+    """The end of a streamed load whose file has invalid records."""
 
 
 def produce(source: Any, sink: Any) -> None:
@@ -506,7 +529,8 @@ def produce(source: Any, sink: Any) -> None:
     import traceback
 
     def send(message: tuple[Any, ...]) -> None:
-        pickle.dump(message, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)  # whole, or not at all
+        sink.write(data)
         sink.flush()
 
     try:
@@ -528,9 +552,9 @@ def produce(source: Any, sink: Any) -> None:
     except BrokenPipeError:  # the writing process stopped listening (its write failed)
         pass
     except ImportFailed as exc:
-        send(("failed", exc.problems))
+        send(("failed", exc.problems, exc.total))
     except MapserviceError as exc:
-        send(("error", exc.detail))
+        send(("error", exc.detail, exc.status, exc.title))
     except Exception:  # noqa: BLE001 - handed to the other process, which raises it
         send(("crash", traceback.format_exc()))
 

@@ -85,8 +85,9 @@ def _email_domain(domain: str) -> str:
 def normalise_email(value: str) -> str:
     text = value.strip()
     local, _, domain = text.rpartition("@")
+    # (not for a punycode domain: the library measures the address with it in Unicode)
     if _ROLES is not None and local and len(local) <= 64 and len(text) <= 254 \
-            and text.isascii() and _DOT_ATOM.fullmatch(local):
+            and text.isascii() and "xn--" not in domain.lower() and _DOT_ATOM.fullmatch(local):
         if local.lower() in _ROLES:
             local = local.lower()
         try:
@@ -158,7 +159,7 @@ def _control_characters(rec: Mapping[str, Any], prefix: str = ""
             continue
         elif kind is dict:
             yield from _control_characters(value, f"{prefix}{key}.")
-        elif kind is list or kind is tuple:
+        elif kind is list or kind is tuple or isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
                 if type(item) is str:
                     if _CONTROL.search(item):

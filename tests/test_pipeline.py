@@ -260,3 +260,133 @@ def test_an_interrupted_streamed_run_writes_nothing_and_leaves_no_process(store,
     assert store.count() == 0 and store.sources_in_use() == []
     assert _readers_left() == []
     assert run_import(store, path, ImportOptions(source="lib")).created == 6_000
+
+
+def test_a_message_cut_off_by_a_killed_reader_fails_the_run_cleanly(store, tmp_path,
+                                                                   monkeypatch):
+    import sys
+
+    from mapservice.errors import MapserviceError
+
+    from .test_import_csv import db_state
+
+    # a "reading process" that writes the start of a pickle and dies, as under kill -9
+    fake = tmp_path / "reader.sh"
+    fake.write_text("#!/bin/sh\ncat > /dev/null\nprintf '\\200\\005\\225\\377'\nexit 3\n")
+    fake.chmod(0o755)
+    path = _csv(tmp_path / "a.csv", [(1, "Bücherhalle", 53.55, 10.0)])
+    before = db_state(store)
+    _parallel(monkeypatch)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    with pytest.raises(MapserviceError, match=r"ended unexpectedly \(exit code 3\)"):
+        run_import(store, path, ImportOptions(source="lib"))
+    assert db_state(store) == before
+
+
+def test_the_reading_process_ends_with_a_killed_import(tmp_path):
+    """kill -9 of the importing process: its reader does not go on on its own. (Here the
+    reader has found an invalid first row, so it sends nothing more and would otherwise
+    validate the rest of the file before noticing that nobody listens.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    rows = [(i, f"Bücherhalle {i}", 53.5 + (i % 1000) * 1e-4, 10.0) for i in range(300_000)]
+    rows[0] = (0, "Bücherhalle kaputt", 100, 10.0)
+    path = _csv(tmp_path / "a.csv", rows)
+    script = f"""
+from importers import ImportOptions, pipeline, run_import
+from mapservice import migrate
+from mapservice.db import make_engine
+from mapservice.store import make_store
+pipeline.PARALLEL_MIN_BYTES = 0
+engine = make_engine("sqlite:///{tmp_path}/k.db")
+migrate.upgrade(engine)
+run_import(make_store(engine), {str(path)!r}, ImportOptions(source="k"))
+"""
+    importer = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        readers: list[int] = []
+        while not readers and time.monotonic() < deadline:
+            readers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                       and _parent_of(p) == importer.pid and b"importers.worker" in _cmdline(p)]
+            time.sleep(0.05)
+        assert readers, "no reading process started"
+        time.sleep(1.0)  # it is reading now
+        assert _state(readers[0]) not in (None, "Z")
+        os.kill(importer.pid, signal.SIGKILL)
+        importer.wait()
+        deadline = time.monotonic() + 2
+        while _state(readers[0]) not in (None, "Z") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _state(readers[0]) in (None, "Z")  # gone (or a zombie until init reaps it)
+    finally:
+        if importer.poll() is None:
+            importer.kill()
+            importer.wait()
+
+
+def _parent_of(proc) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(proc) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def test_a_broken_overpass_file_is_reported_alike_when_streamed(store, tmp_path, monkeypatch):
+    import json
+
+    from .test_import_csv import write
+
+    path = write(tmp_path, "broken.json", json.dumps({"version": 0.6, "elements": [
+        {"type": "node", "id": 1, "lat": 53.5, "lon": 10.0, "tags": {"amenity": "library"}},
+        5, "x"]}))
+    with pytest.raises(ImportFailed) as serial:
+        run_import(store, path, ImportOptions(source="o", format="overpass"))
+    _parallel(monkeypatch)
+    with pytest.raises(ImportFailed) as streamed:
+        run_import(store, path, ImportOptions(source="o", format="overpass"))
+    assert str(streamed.value) == str(serial.value)
+    assert "2 problem(s) in 3 record(s)" in str(streamed.value)
+
+
+def test_a_reader_registered_at_run_time_stays_in_this_process(store, tmp_path, monkeypatch):
+    from importers import pipeline
+    from importers.pipeline import Candidate, Where
+
+    class Lines:
+        name, suffixes = "lines-test", (".lines",)
+
+        def sniff(self, path):
+            return path.suffix == ".lines"
+
+        def read(self, path, options):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                name, lat, lon = line.split("|")
+                yield Candidate(Where(str(path), n), {"source_id": str(n), "name": name,
+                                                      "lat": float(lat), "lon": float(lon)})
+
+    monkeypatch.setitem(pipeline.READERS, "lines-test", Lines())
+    _parallel(monkeypatch)
+    path = tmp_path / "a.lines"
+    path.write_text("Treff|53.55|10.0\nCafé|53.56|10.0\n")
+    report = run_import(store, path, ImportOptions(source="lines", format="lines-test"))
+    assert report.created == 2
