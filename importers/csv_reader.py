@@ -584,6 +584,32 @@ def detect_encoding(path: Path) -> str:
                                 "set `encoding:` in a --mapping file")])
 
 
+# Cyrillic text in a Windows-1251 or KOI8 file is valid Windows-1252 too, and reads as runs
+# of accented Latin letters ("Öåíòð ï³äòðèìêè" for "Центр підтримки"). Words of four and
+# more such letters in a row do not occur in the Latin languages Windows-1252 is for.
+_MISREAD = re.compile("[\u00c0-\u00ff]{4,}")
+
+
+def _refuse_misread_cyrillic(path: Path) -> None:
+    """Refuse a file that only decoded as Windows-1252 when its text looks like Cyrillic in a
+    Cyrillic 8-bit encoding (as a Ukrainian or Russian spreadsheet may save it): its names
+    would be stored as mojibake."""
+    found: list[tuple[int, str]] = []
+    with path.open(encoding="cp1252", newline="") as fh:
+        for number, line in enumerate(fh, 1):
+            found += [(number, match) for match in _MISREAD.findall(line)]
+            if len(found) >= 3:
+                break
+    if len(found) < 2:
+        return
+    line, word = found[0]
+    raise ImportFailed([Problem(Where(str(path), field="encoding"), (
+        f"the file is not UTF-8, and read as Windows-1252 its text looks like Cyrillic in "
+        f"another encoding ({word!r} in line {line}): save it as UTF-8 (CSV UTF-8), or name "
+        "its encoding in a --mapping file, e.g. `encoding: cp1251` (Windows Cyrillic) or "
+        "`encoding: koi8_u`"))])
+
+
 def detect_delimiter(sample: str) -> str:
     """``,``, ``;`` or tab: csv.Sniffer's guess when it splits the sample into rows of one
     width, else the candidate that does (Sniffer alone takes the ``,`` of ``53,55`` in a
@@ -641,6 +667,8 @@ class CsvReader:
         file = str(path)
         mapping = load_mapping(options.mapping)
         encoding = mapping.encoding or detect_encoding(path)
+        if encoding == "cp1252" and not mapping.encoding:
+            _refuse_misread_cyrillic(path)
         try:
             with path.open(encoding=encoding, newline="") as fh:
                 sample = fh.read(_SAMPLE_CHARS)

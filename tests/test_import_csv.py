@@ -76,6 +76,30 @@ def test_encodings_are_detected(tmp_path, encoding):
     assert read(path)[1].record["address"] == "Eddelbüttelstraße 47a"
 
 
+@pytest.mark.parametrize("encoding", ["cp1251", "koi8_u"])
+def test_cyrillic_in_an_8_bit_encoding_is_not_read_as_mojibake(tmp_path, encoding):
+    text = ("name;lat;lon;address\n"
+            "Центр підтримки біженців;53,55;10,0;Гамбург, Штайндамм 5\n"
+            "Український клуб Гамбург;53,56;10,01;Вандсбек\n")
+    path = write(tmp_path, "ua.csv", text.encode(encoding))
+    with pytest.raises(ImportFailed) as err:
+        read(path)
+    (problem,) = err.value.problems
+    assert problem.where.field == "encoding" and "line 2" in problem.message
+    assert f"encoding: {'cp1251' if encoding == 'cp1251' else 'koi8_u'}" in problem.message
+    mapping = write(tmp_path, "m.yaml", f"encoding: {encoding}\n")
+    names = [c.record["name"] for c in read(path, mapping=mapping)]
+    assert names == ["Центр підтримки біженців", "Український клуб Гамбург"]
+
+
+def test_windows_1252_with_many_accents_is_still_windows_1252(tmp_path):
+    path = write(tmp_path, "fr.csv", ("name;lat;lon;description\n"
+                                      "Café Größe;53,55;10,0;Ærø, façade, naïve, Þjóð, Ça\n"
+                                      "Élan Ünal Çava;53,56;10,01;Öffnungszeiten: Mo-Fr\n")
+                 .encode("cp1252"))
+    assert [c.record["name"] for c in read(path)] == ["Café Größe", "Élan Ünal Çava"]
+
+
 def test_undecodable_file_is_refused(tmp_path):
     path = write(tmp_path, "a.csv", HEADER.encode() + b"1,Caf\x81,,,53.5,10.0,,\n")
     with pytest.raises(ImportFailed, match="UTF-8 or Windows-1252"):
