@@ -2,8 +2,10 @@
 
 Every format module registers a :class:`Reader` that turns a file into :class:`Candidate`
 records (already mapped to the model's fields, each with the place it came from). The pipeline
-then geocodes what lacks coordinates, validates everything *before* writing, and either writes
-all valid records in one transaction or nothing:
+then geocodes what lacks coordinates, validates everything, and either commits all valid
+records in one transaction or nothing. (A file below ``PARALLEL_MIN_BYTES`` is validated
+whole before the write begins; a larger one is validated by a second process while the write
+streams what it has validated, and an invalid record rolls the write back.)
 
 - by default one invalid record aborts the run and nothing is written (:class:`ImportFailed`
   lists every problem with its file, row/feature number and field);
