@@ -75,11 +75,15 @@ def test_osm_mapping_of_the_wrong_shape(tmp_path, store):
     assert not isinstance(err.value, TypeError)
 
 
+def _service(**fields):
+    """An HSDS 3.0 service at one place in Hamburg, with ``fields`` added."""
+    return {"id": "s1", "name": "Beratung", **fields, "service_at_locations": [
+        {"id": "sal1", "location": {"id": "l1", "name": "Haus", "latitude": 53.55,
+                                    "longitude": 10.0}}]}
+
+
 def test_hsds_service_with_an_unknown_status_is_invalid(store, tmp_path):
-    service = {"id": "s1", "name": "Beratung", "status": "deleted",
-               "service_at_locations": [{"id": "sal1", "location": {
-                   "id": "l1", "name": "Haus", "latitude": 53.55, "longitude": 10.0}}]}
-    path = write(tmp_path, "s.json", json.dumps(service))
+    path = write(tmp_path, "s.json", json.dumps(_service(status="deleted")))
     before = db_state(store)
     with pytest.raises(ImportFailed) as err:
         _run(store, path, format="hsds")
@@ -165,10 +169,7 @@ def test_osm_file_without_resources_is_not_an_empty_success(store, tmp_path):
     ("languages", "de", "'languages' must be a list of objects, not a string")])
 def test_hsds_lists_of_the_wrong_shape_make_the_record_invalid(store, tmp_path, field, value,
                                                                 message):
-    service = {"id": "s1", "name": "Beratung", "status": "active", field: value,
-               "service_at_locations": [{"id": "sal1", "location": {
-                   "id": "l1", "name": "Haus", "latitude": 53.55, "longitude": 10.0}}]}
-    path = write(tmp_path, "s.json", json.dumps(service))
+    path = write(tmp_path, "s.json", json.dumps(_service(status="active", **{field: value})))
     before = db_state(store)
     with pytest.raises(ImportFailed) as err:
         _run(store, path, format="hsds")
