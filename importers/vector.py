@@ -21,7 +21,7 @@ import shapely
 
 from .csv_reader import RowMapper, finish, load_mapping, transformer
 from .pipeline import Candidate, ImportFailed, ImportOptions, Problem, Where, register
-from .validate import json_kind
+from .validate import json_kind, text_problem
 
 _SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".zip", ".gml", ".xml", ".kml", ".fgb",
              ".sqlite", ".geojsonl", ".geojsons")
@@ -165,10 +165,13 @@ class VectorReader:
         entries = geojson_entries(path)
         for layer in read_layers(path, mapping.layer):
             positions = None
+            cut: dict[int, list[Problem]] = {}
             if entries is not None:
-                positions, refused = entries
+                positions, refused, cut = entries
                 if len(positions) != len(layer.geometries):  # GDAL read them otherwise
                     positions = None
+                    if cut:  # no telling which record was cut: none of them is imported
+                        raise ImportFailed([p for ps in cut.values() for p in ps])
                 yield from refused
                 features += len(refused)
             if not len(layer.geometries):
@@ -184,6 +187,8 @@ class VectorReader:
                 where = Where(layer.file, positions[index] if positions else index + 1,
                               "feature")
                 cand = mapper(layer.row(index), where)
+                if positions and positions[index] in cut:
+                    cand.problems.extend(cut[positions[index]])
                 point = points[index]
                 if point is not None and not shapely.is_empty(point):
                     cand.record["lon"], cand.record["lat"] = point.x, point.y
@@ -196,11 +201,14 @@ class VectorReader:
             raise ImportFailed([Problem(Where(str(path)), "the file has no features")])
 
 
-def geojson_entries(path: Path) -> tuple[list[int], list[Candidate]] | None:
+def geojson_entries(path: Path
+                    ) -> tuple[list[int], list[Candidate], dict[int, list[Problem]]] | None:
     """For a GeoJSON FeatureCollection: the 1-based positions in its ``features`` list of the
-    entries GDAL reads as features, and an invalid candidate for every other entry. GDAL skips
-    an entry that is not an object of type "Feature" (a bare geometry, a string, "feature")
-    without a word; the import names each. None for other files."""
+    entries GDAL reads as features, an invalid candidate for every other entry, and the
+    problems of the features whose properties hold a NUL character (by position). GDAL
+    skips an entry that is not an object of type "Feature" (a bare geometry, a string,
+    "feature") without a word, and cuts a text at its first NUL ("Treff\\u0000Nord" is read
+    as "Treff"); the import names each. None for other files."""
     if path.suffix.lower() not in (".geojson", ".json") or not path.is_file():
         return None
     try:
@@ -213,9 +221,13 @@ def geojson_entries(path: Path) -> tuple[list[int], list[Candidate]] | None:
     features = data["features"]
     positions: list[int] = []
     refused: list[Candidate] = []
+    cut: dict[int, list[Problem]] = {}
     for number, entry in enumerate(features, 1):
         if isinstance(entry, dict) and entry.get("type") == "Feature":
             positions.append(number)
+            problems = _nul_problems(entry.get("properties"), Where(str(path), number, "feature"))
+            if problems:
+                cut[number] = problems
             continue
         what = (f"an object of type {str(entry.get('type'))[:40]!r}" if isinstance(entry, dict)
                 and "type" in entry else "an object without a type"
@@ -224,7 +236,24 @@ def geojson_entries(path: Path) -> tuple[list[int], list[Candidate]] | None:
         refused.append(Candidate(where, {}, [Problem(where, f"not a GeoJSON Feature but {what}; "
                                                             "each entry of 'features' must be "
                                                             'an object of type "Feature"')]))
-    return positions, refused
+    return positions, refused, cut
+
+
+def _nul_problems(properties: Any, where: Where) -> list[Problem]:
+    """A problem for each property of a GeoJSON Feature whose name or text value holds a NUL
+    (which GDAL would silently cut off); nested objects and lists reach the import as JSON
+    text, with the NUL escaped, and are checked by validation."""
+    if not isinstance(properties, dict):
+        return []
+    problems = []
+    for key, value in properties.items():
+        if "\x00" in key:
+            problems.append(Problem(where.at(key), "the property's name "
+                                    f"{text_problem(key)}; save the file without it"))
+        elif isinstance(value, str) and "\x00" in value:
+            problems.append(Problem(where.at(key), f"{text_problem(value)}; save the file "
+                                    "without it (a GIS reader would cut the text there)"))
+    return problems
 
 
 def _unreadable(path: Path, exc: Exception) -> str:

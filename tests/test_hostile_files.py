@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import text
 
 from importers import ImportFailed, ImportOptions, run_import
 from importers.csv_reader import MappingFileError
@@ -125,6 +126,33 @@ def test_geojson_entries_that_are_not_features_are_named_not_dropped(store, tmp_
     report = _run(store, path, format="vector", skip_invalid=True)
     assert (report.read, report.created, len(report.invalid)) == (6, 2, 4)
     assert {w.where.item for w in report.warnings} <= {1, 6}
+
+
+def test_geojson_text_with_a_nul_is_named_not_cut(store, tmp_path):
+    # GDAL reads "Treff\u0000Nord" as "Treff": the rest of the name would be lost unseen.
+    point = {"type": "Point", "coordinates": [10.0, 53.55]}
+    features = [{"type": "Feature", "geometry": point, "properties": props} for props in (
+        {"name": "Treff\u0000Nord", "plz": "20095"}, {"name": "Zweiter Treff"},
+        {"name": "Dritter Treff", "phone\u0000": "040 123"},
+        {"name": "Vierter Treff", "tags": ["a\u0000b"]})]
+    path = write(tmp_path, "nul.geojson", json.dumps(
+        {"type": "FeatureCollection", "features": features}))
+    before = db_state(store)
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="vector")
+    found = {(p.where.item, p.where.field, p.message.split(";")[0])
+             for p in err.value.problems}
+    assert found == {(1, "name", "contains the control character U+0000 at position 6"),
+                     (3, "phone\x00", "the property's name contains the control character "
+                                       "U+0000 at position 6")}
+    assert db_state(store) == before
+    # --skip-invalid: the other two, and nothing cut short
+    report = _run(store, path, format="vector", skip_invalid=True)
+    assert (report.read, report.created, len(report.invalid)) == (4, 2, 2)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("select name from resource where source = 'hostile' "
+                                 "order by name")).scalars().all() == ["Vierter Treff",
+                                                                       "Zweiter Treff"]
 
 
 def test_overpass_elements_that_are_not_elements_are_refused(store, tmp_path):
