@@ -158,10 +158,26 @@ _LIST_FIELDS = ("phones", "schedules", "languages", "addresses", "accessibility"
                 "cost_options")
 
 
+# Texts the import reads (HSDS types them as strings): true, an object or a list there would be
+# dropped or stored as "True" without a word. Numbers pass (a postcode, an id).
+_TEXT_FIELDS = ("id", "name", "alternate_name", "description", "url", "email", "website",
+                "status", "assured_date")
+_ENTRY_TEXT_FIELDS = {"phones": ("number",),
+                      "addresses": ("address_1", "city", "postal_code", "country")}
+
+
+def _text_problems(obj: dict[str, Any], names: Iterable[str], at: Callable[[Any, str], Where],
+                   label: str = "") -> list[Problem]:
+    return [Problem(at(obj, name), f"'{label}{name}' must be text, not "
+                    f"{validate.json_kind(obj[name])}")
+            for name in names if isinstance(obj.get(name), (bool, dict, list))]
+
+
 def _shape_problems(objects: Iterable[dict[str, Any]], at: Callable[[Any, str], Where]
                     ) -> list[Problem]:
     problems = []
     for obj in objects:
+        problems += _text_problems(obj, _TEXT_FIELDS, at)
         for name in _LIST_FIELDS:
             value = obj.get(name)
             if value is None:
@@ -174,6 +190,10 @@ def _shape_problems(objects: Iterable[dict[str, Any]], at: Callable[[Any, str], 
                 if not isinstance(entry, dict):
                     problems.append(Problem(at(obj, name), f"entry {number} of '{name}' is "
                                             f"{validate.json_kind(entry)}, not an object"))
+                elif name in _ENTRY_TEXT_FIELDS:
+                    problems += _text_problems(entry, _ENTRY_TEXT_FIELDS[name],
+                                               lambda _e, _f, n=name: at(obj, n),
+                                               f"{name}[{number}].")
     return problems
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import orjson
 import shapely
 
-from .csv_reader import RowMapper, finish, load_mapping, transformer
+from .csv_reader import (CODED_FIELDS, FIELDS, LIST_FIELDS, RowMapper, finish, load_mapping,
+                         transformer)
 from .pipeline import Candidate, ImportFailed, ImportOptions, Problem, Where, register
 from .validate import json_kind, text_problem
 
@@ -165,15 +166,14 @@ class VectorReader:
         entries = geojson_entries(path)
         for layer in read_layers(path, mapping.layer):
             positions = None
-            cut: dict[int, list[Problem]] = {}
             if entries is not None:
-                positions, refused, cut = entries
+                positions = entries.positions
                 if len(positions) != len(layer.geometries):  # GDAL read them otherwise
                     positions = None
-                    if cut:  # no telling which record was cut: none of them is imported
-                        raise ImportFailed([p for ps in cut.values() for p in ps])
-                yield from refused
-                features += len(refused)
+                    if entries.cut:  # no telling which record was cut: none is imported
+                        raise ImportFailed([p for ps in entries.cut.values() for p in ps])
+                yield from entries.refused
+                features += len(entries.refused)
             if not len(layer.geometries):
                 continue
             points = to_wgs84(inner_points(layer.geometries), layer.crs, options.crs,
@@ -187,8 +187,8 @@ class VectorReader:
                 where = Where(layer.file, positions[index] if positions else index + 1,
                               "feature")
                 cand = mapper(layer.row(index), where)
-                if positions and positions[index] in cut:
-                    cand.problems.extend(cut[positions[index]])
+                if positions and entries is not None:
+                    cand.problems += entries.problems(positions[index], columns.fields, where)
                 point = points[index]
                 if point is not None and not shapely.is_empty(point):
                     cand.record["lon"], cand.record["lat"] = point.x, point.y
@@ -201,14 +201,38 @@ class VectorReader:
             raise ImportFailed([Problem(Where(str(path)), "the file has no features")])
 
 
-def geojson_entries(path: Path
-                    ) -> tuple[list[int], list[Candidate], dict[int, list[Problem]]] | None:
-    """For a GeoJSON FeatureCollection: the 1-based positions in its ``features`` list of the
-    entries GDAL reads as features, an invalid candidate for every other entry, and the
-    problems of the features whose properties hold a NUL character (by position). GDAL
-    skips an entry that is not an object of type "Feature" (a bare geometry, a string,
-    "feature") without a word, and cuts a text at its first NUL ("Treff\\u0000Nord" is read
-    as "Treff"); the import names each. None for other files."""
+#: Fields that take one text (or number): GDAL would turn a JSON true, object or list in
+#: them into the text "true", '{ "de": "Treff" }' or '[ "Treff" ]'.
+_SCALAR_TEXT = frozenset(FIELDS) - {*LIST_FIELDS, *CODED_FIELDS, "translations", "lat", "lon"}
+
+
+@dataclass
+class GeoJsonEntries:
+    """What the JSON of a GeoJSON FeatureCollection tells beyond what GDAL reads from it."""
+
+    positions: list[int]  # 1-based, in 'features', of the entries GDAL reads as features
+    refused: list[Candidate]  # an invalid candidate for each other entry
+    cut: dict[int, list[Problem]]  # by position: properties holding a NUL
+    typed: dict[int, dict[str, str]]  # by position: property -> 'true', 'an object', ...
+
+    def problems(self, position: int, fields: dict[str, str], where: Where) -> list[Problem]:
+        """The problems of the feature at ``position``, whose properties feed ``fields``
+        (field -> property)."""
+        found = list(self.cut.get(position, ()))
+        typed = self.typed.get(position)
+        if typed:
+            found += [Problem(where.at(prop), f"is {typed[prop]}, not text ({name})"
+                              if name != prop else f"is {typed[prop]}, not text")
+                      for name, prop in fields.items()
+                      if name in _SCALAR_TEXT and prop in typed]
+        return found
+
+
+def geojson_entries(path: Path) -> GeoJsonEntries | None:
+    """What GDAL passes over without a word in a GeoJSON FeatureCollection: it skips an entry
+    of ``features`` that is not an object of type "Feature" (a bare geometry, a string,
+    "feature"), cuts a text at its first NUL ("Treff\\u0000Nord" is read as "Treff") and turns
+    true, objects and lists into text; the import names each. None for other files."""
     if path.suffix.lower() not in (".geojson", ".json") or not path.is_file():
         return None
     try:
@@ -222,12 +246,20 @@ def geojson_entries(path: Path
     positions: list[int] = []
     refused: list[Candidate] = []
     cut: dict[int, list[Problem]] = {}
+    typed: dict[int, dict[str, str]] = {}
     for number, entry in enumerate(features, 1):
         if isinstance(entry, dict) and entry.get("type") == "Feature":
             positions.append(number)
-            problems = _nul_problems(entry.get("properties"), Where(str(path), number, "feature"))
-            if problems:
-                cut[number] = problems
+            properties = entry.get("properties")
+            if isinstance(properties, dict):
+                problems = _nul_problems(properties, Where(str(path), number, "feature"))
+                if problems:
+                    cut[number] = problems
+                kinds = {key: str(value).lower() if isinstance(value, bool)
+                         else json_kind(value) for key, value in properties.items()
+                         if isinstance(value, (bool, dict, list))}
+                if kinds:
+                    typed[number] = kinds
             continue
         what = (f"an object of type {str(entry.get('type'))[:40]!r}" if isinstance(entry, dict)
                 and "type" in entry else "an object without a type"
@@ -236,15 +268,13 @@ def geojson_entries(path: Path
         refused.append(Candidate(where, {}, [Problem(where, f"not a GeoJSON Feature but {what}; "
                                                             "each entry of 'features' must be "
                                                             'an object of type "Feature"')]))
-    return positions, refused, cut
+    return GeoJsonEntries(positions, refused, cut, typed)
 
 
-def _nul_problems(properties: Any, where: Where) -> list[Problem]:
+def _nul_problems(properties: dict[str, Any], where: Where) -> list[Problem]:
     """A problem for each property of a GeoJSON Feature whose name or text value holds a NUL
     (which GDAL would silently cut off); nested objects and lists reach the import as JSON
     text, with the NUL escaped, and are checked by validation."""
-    if not isinstance(properties, dict):
-        return []
     problems = []
     for key, value in properties.items():
         if "\x00" in key:

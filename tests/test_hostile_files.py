@@ -155,6 +155,28 @@ def test_geojson_text_with_a_nul_is_named_not_cut(store, tmp_path):
                                                                        "Zweiter Treff"]
 
 
+def test_geojson_text_field_given_as_true_object_or_list_is_named(store, tmp_path):
+    # GDAL would read them as the names "true", '{ "de": "Treff" }' and '[ "Treff" ]'
+    point = {"type": "Point", "coordinates": [10.0, 53.55]}
+    features = [{"type": "Feature", "geometry": point, "properties": props} for props in (
+        {"name": True}, {"name": {"de": "Treff"}}, {"name": "Treff", "Telefon": ["040 1"]},
+        {"name": "Treff 1860", "plz": 20095, "wheelchair": True, "tags": {"a": 1}},
+        {"name": 1860})]
+    path = write(tmp_path, "typed.geojson", json.dumps(
+        {"type": "FeatureCollection", "features": features}))
+    mapping = write(tmp_path, "m.yaml", "columns:\n  phone: Telefon\n")
+    before = db_state(store)
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="vector", mapping=mapping)
+    assert {(p.where.item, p.where.field, p.message) for p in err.value.problems} == {
+        (1, "name", "is true, not text"), (2, "name", "is an object, not text"),
+        (3, "Telefon", "is a list, not text (phone)")}
+    assert db_state(store) == before
+    # numbers are text enough (a postcode, a name like 1860); unmapped properties are not read
+    report = _run(store, path, format="vector", mapping=mapping, skip_invalid=True)
+    assert (report.created, len(report.invalid)) == (2, 3)
+
+
 def test_overpass_elements_that_are_not_elements_are_refused(store, tmp_path):
     node = {"type": "node", "id": 1, "lat": 53.55, "lon": 10.0,
             "tags": {"amenity": "community_centre", "name": "Treff"}}
@@ -194,7 +216,13 @@ def test_osm_file_without_resources_is_not_an_empty_success(store, tmp_path):
 @pytest.mark.parametrize("field, value, message", [
     ("schedules", {"byday": "MO"}, "'schedules' must be a list of objects, not an object"),
     ("phones", ["040 123456"], "entry 1 of 'phones' is a string, not an object"),
-    ("languages", "de", "'languages' must be a list of objects, not a string")])
+    ("languages", "de", "'languages' must be a list of objects, not a string"),
+    # texts given as true, an object or a list: dropped or stored as "True" before
+    ("name", True, "'name' must be text, not true/false"),
+    ("description", {"de": "Beratung"}, "'description' must be text, not an object"),
+    ("email", ["a@example.org"], "'email' must be text, not a list"),
+    ("phones", [{"number": "040 1"}, {"number": {"n": 1}}],
+     "'phones[2].number' must be text, not an object")])
 def test_hsds_lists_of_the_wrong_shape_make_the_record_invalid(store, tmp_path, field, value,
                                                                 message):
     path = write(tmp_path, "s.json", json.dumps(_service(status="active", **{field: value})))
