@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import brotli
 import orjson
-from flask import Flask, Response, current_app, g, render_template, request
+from flask import Flask, Response, current_app, g, has_request_context, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -62,11 +62,21 @@ def json_response(data: object, status: int = 200, mimetype: str = "application/
 
 
 def problem_response(problem: dict) -> Response:
+    if has_request_context() and _under(request.path, ("/ogc",)) and "code" not in problem:
+        # Under /ogc every error, also a 404 of an unknown path or a 405, carries the members
+        # of OGC API's exception schema as well.
+        problem = {**problem, "code": "".join(str(problem["title"]).title().split()),
+                   "description": problem.get("detail", problem["title"])}
     return json_response(problem, status=problem["status"], mimetype=PROBLEM_JSON)
 
 
 def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == root or path.startswith(root + "/") for root in roots)
+
+
+def is_read_api(path: str) -> bool:
+    """``path`` is at or below the public read API (:data:`READ_ROOTS`)."""
+    return _under(path, READ_ROOTS)
 
 
 def _wants_problem() -> bool:
@@ -163,7 +173,24 @@ def _conditional(response: Response) -> Response:
         # Nothing to compare the validators with: make_conditional would only add a Date
         # header (the server writes one) and parse absent headers (~0.1 ms a request).
         return response
-    return response.make_conditional(request)
+    environ = request.environ
+    if environ.get("HTTP_IF_MATCH", "").strip() == "*":
+        # RFC 9110 13.1.1: "*" holds for any current representation (werkzeug says 412)
+        environ = {k: v for k, v in environ.items() if k != "HTTP_IF_MATCH"}
+    response = response.make_conditional(environ)
+    if response.status_code == 412:
+        # A failed precondition is an error: a problem without the page's body, not cached
+        etag = response.headers.get("ETag")
+        failed = problem_response({
+            "type": "about:blank", "title": "Precondition Failed", "status": 412,
+            "detail": ("If-Match: no entity tag matches strongly; this answer's ETag is weak "
+                       f"({etag}): revalidate with If-None-Match" if "HTTP_IF_MATCH" in environ
+                       else "If-Unmodified-Since: the answer changed after that date")})
+        failed.headers["Cache-Control"] = "no-store"
+        if etag:
+            failed.headers["ETag"] = etag
+        return failed
+    return response
 
 
 # ---- compression ---------------------------------------------------------------------------
@@ -234,18 +261,47 @@ def _cors(response: Response) -> Response:
     return response
 
 
-def _reject_nul() -> None:
-    """A NUL character is no valid parameter value (and PostgreSQL refuses it in text): 400."""
+def _check_query() -> None:
+    """Under the API: a NUL in the path is a 404; parameters that cannot be read as text are
+    a 400 (:func:`check_query_text`). (The map page checks its filters itself.)"""
     if not _under(request.path, _API_ROOTS):
         return
     if _NUL in request.path:
         raise NotFound("nothing here: the path contains a NUL character")
+    check_query_text()
+
+
+def check_query_text(names: tuple[str, ...] | None = None) -> None:
+    """The request's parameters (or only ``names``) that the app cannot read as text are a
+    400 naming the parameter: a NUL character (no valid value, and PostgreSQL refuses it) and
+    percent-escapes that are not UTF-8 (``q=%DEmo``: werkzeug would hand on the text "%DEmo",
+    and a search for it would answer as if nothing had been asked)."""
     query = request.environ.get("QUERY_STRING", "")
-    if "%00" not in query and _NUL not in query:  # no NUL can come out of decoding it
+    if query.isascii() and "%" not in query:  # the usual case: nothing can be wrong
         return
-    for name, value in request.args.items(multi=True):
-        if _NUL in name or _NUL in value:
-            raise InvalidParameter(name.replace(_NUL, ""), "contains a NUL character")
+    _check_query_text(query, names)
+
+
+def _check_query_text(query: str, names: tuple[str, ...] | None) -> None:
+    from urllib.parse import unquote_to_bytes
+
+    for part in query.split("&"):
+        if not part:
+            continue
+        pieces = [unquote_to_bytes(piece.replace("+", " ").encode("latin-1"))
+                  for piece in part.split("=", 1)]
+        name = pieces[0].decode("utf-8", "replace").replace(_NUL, "")
+        if names is not None and name not in names:
+            continue
+        for piece in pieces:
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidParameter(name, (
+                    f"is not valid UTF-8 text (byte 0x{piece[exc.start]:02X} at position "
+                    f"{exc.start + 1} after decoding the %-escapes)")) from None
+            if _NUL in text:
+                raise InvalidParameter(name, "contains a NUL character")
 
 
 def _tune_gc() -> None:
@@ -372,7 +428,7 @@ def init_app(app: Flask) -> None:
             return problem_response(problem)
         return error_page(500)
 
-    app.before_request(_reject_nul)
+    app.before_request(_check_query)
 
     tiles = tile_origin(app.config["TILE_URL"])
     # Scripts: files from this server, and inline only with the page's nonce (the map page

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, request
 from flask_babel import Babel, get_locale
 
-from .http import READ_ROOTS
+from .http import is_read_api
 from .paths import PACKAGE_DIR
 
 RTL = {"ar", "fa"}
@@ -23,7 +23,7 @@ def select_locale() -> str:
     browser's Accept-Language."""
     offered = ui_languages()
     candidates = [request.args.get("lang")]
-    if not request.path.startswith(READ_ROOTS):
+    if not is_read_api(request.path):
         candidates.append(request.cookies.get("lang"))
     for candidate in candidates:
         code = language_code(candidate)
@@ -85,7 +85,9 @@ def init_app(app: Flask) -> None:
     def _remember_language(response: Response) -> Response:
         # ?lang= is an explicit choice: keep it in a cookie so the next page (without ?lang=)
         # stays in that language. Only offered codes are stored.
-        if response.mimetype != "text/html":
+        # Not under the read APIs (their HTML docs and redirects too): their answers depend
+        # on the URL and Accept-Language alone, set no cookie and stay publicly cacheable.
+        if response.mimetype != "text/html" or is_read_api(request.path):
             return response
         chosen = language_code(request.args.get("lang"))
         if chosen in ui_languages():

@@ -243,7 +243,15 @@ def parse_datetime(raw: str, name: str, *, date_only_ok: bool = False) -> dt.dat
         raise InvalidParameter(name, f"{raw!r} is not an ISO 8601 date-time; {example}") from None
     if not MIN_YEAR <= value.year <= MAX_YEAR:
         raise InvalidParameter(name, f"year {value.year} is outside {MIN_YEAR}..{MAX_YEAR}")
-    return local(value)
+    # ... in Hamburg time too: 1900-01-01T00:00+01:01 is still 1899 there
+    try:
+        hamburg = local(value)
+    except OverflowError:
+        hamburg = None
+    if hamburg is None or not MIN_YEAR <= hamburg.year <= MAX_YEAR:
+        raise InvalidParameter(name, f"{raw!r} is outside the years {MIN_YEAR}..{MAX_YEAR} in "
+                                     "Hamburg time")
+    return hamburg
 
 
 def parse_districts(values: Iterable[str], gazetteer: Gazetteer,

@@ -106,6 +106,19 @@ def test_other_conditional_headers_are_honoured(demo_client, header):
     assert r.status_code in (200, 412) and r.headers["ETag"] == first.headers["ETag"]
     if header == "If-Match":
         assert r.status_code == 412
+    if r.status_code == 412:  # an error: a problem, not the page's body, and never cached
+        assert r.mimetype == "application/problem+json" and r.get_json()["status"] == 412
+        assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_if_match_star_holds_and_a_weak_etag_never_matches_strongly(demo_client):
+    url = "/api/v1/resources?limit=3"
+    first = demo_client.get(url)
+    assert demo_client.get(url, headers={"If-Match": "*"}).status_code == 200
+    # RFC 9110: If-Match compares strongly, and these answers have weak ETags
+    r = demo_client.get(url, headers={"If-Match": first.headers["ETag"]})
+    assert r.status_code == 412 and "If-None-Match" in r.get_json()["detail"]
+    assert demo_client.get(url, headers={"If-Match": "garbage"}).status_code == 412
 
 
 def test_private_answers_are_not_publicly_cached(demo_client):
@@ -157,6 +170,33 @@ def test_nul_characters_are_client_errors(demo_client):
     assert r.status_code == 400 and r.get_json()["parameter"] == "q"
     r = demo_client.get("/api/v1/resources/abc%00def")
     assert r.status_code == 404 and r.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("url, parameter", [
+    ("/api/v1/resources?q=%DEmo", "q"), ("/api/v1/resources?f=json&q=%C3%28", "q"),
+    ("/hsds/services?search=%DEmo", "search"), ("/ogc/collections/resources/items?q=%FF", "q"),
+    ("/api/v1/geocode?q=%C1ltona", "q"), ("/api/v1/resources?category=%FF", "category"),
+    ("/api/v1/resources?%FF=1", "\ufffd"), ("/api/v1/resources?q=a%00b", "q"),
+])
+def test_parameters_that_are_not_utf8_text_are_client_errors(demo_client, url, parameter):
+    # werkzeug hands on "%DEmo" as text: a search for it answered with every place
+    r = demo_client.get(url)
+    assert r.status_code == 400 and r.mimetype == "application/problem+json", r.data
+    assert r.get_json()["parameter"] == parameter
+    assert "UTF-8" in r.get_json()["detail"] or "NUL" in r.get_json()["detail"]
+
+
+def test_map_page_refuses_filters_the_api_would_refuse(demo_client):
+    # map.js hands its filters to the API: the page says what is wrong instead of a map that
+    # cannot load its places
+    for url, parameter in (("/?q=a%00b", "q"), ("/?district=Altona%00", "district"),
+                           ("/?q=%DEmo", "q")):
+        r = demo_client.get(url)
+        assert r.status_code == 400 and r.mimetype == "text/html", url
+        assert parameter in r.get_data(as_text=True)
+    # what a messenger appends to a shared link is not the page's business
+    assert demo_client.get("/?utm_source=%FF&x=%00").status_code == 200
+    assert demo_client.get("/?q=Caf%C3%A9").status_code == 200
 
 
 # ---- compression ---------------------------------------------------------------------------
@@ -421,6 +461,15 @@ def test_the_read_api_opens_no_session(app):
     r = client.get("/api/v1/resources")
     assert r.status_code == 200 and "Set-Cookie" not in r.headers
     assert r.headers["Cache-Control"] == "public, max-age=60"
+    # ?lang= is remembered for the pages only: not by the API's HTML docs, its redirects or
+    # its OPTIONS answers
+    for method, path in (("options", "/api/v1/resources?lang=en"), ("get", "/hsds?lang=ar"),
+                         ("get", "/api/v1/docs?lang=fa")):
+        r = getattr(client, method)(path)
+        assert "Set-Cookie" not in r.headers, (method, path, r.status_code)
+        assert "Cookie" not in r.headers.get("Vary", ""), path
+    assert "lang=ar" in client.get("/?lang=ar").headers["Set-Cookie"]
+    assert client.get("/api/v1/docs").headers["Cache-Control"] == "public, max-age=60"
 
 
 @pytest.mark.parametrize("backend", ["spatialite"], indirect=True)

@@ -153,7 +153,26 @@ def test_titles_follow_lang_and_accept_language_not_a_cookie(client):
 def test_unknown_things_are_404(client, path):
     r = client.get(path)
     assert r.status_code == 404 and r.mimetype == "application/problem+json", r.data
-    assert r.get_json()["status"] == 404
+    problem = r.get_json()
+    assert problem["status"] == 404 and problem["code"] and problem["description"]
+
+
+def test_other_http_errors_carry_the_ogc_exception_members(client):
+    r = client.post(ITEMS)
+    assert r.status_code == 405 and r.get_json()["code"] == "MethodNotAllowed"
+    assert r.get_json()["description"]
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ({"lang": "xx"}, "lang"), ({"lang": ""}, "lang"), ({"lang": "<b>"}, "lang"),
+    ([("lang", "de"), ("lang", "en")], "lang"), ([("f", "json"), ("f", "geojson")], "f")])
+def test_lang_and_f_are_checked_not_ignored(client, query, parameter):
+    for path in ("/ogc", "/ogc/collections/resources", ITEMS):
+        r = client.get(path, query_string=query)
+        assert r.status_code == 400, (path, query)
+        assert r.get_json()["parameter"] == parameter
+    # a region is the language's: en-GB is English
+    assert client.get(ITEMS, query_string={"lang": "en-GB", "limit": 1}).status_code == 200
 
 
 def test_one_item(client):

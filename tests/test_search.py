@@ -384,6 +384,9 @@ def test_open_now_true_false_and_errors(loaded):
                              ("open_at=2026-03-02", "open_at"), ("open_at=tomorrow", "open_at"),
                              ("open_at=2026-02-30T10:00", "open_at"),
                              ("open_at=0001-01-01T00:00%2B05:00", "open_at"),
+                             # 1899 in Hamburg: the opening hours would say even 24/7 is closed
+                             ("open_at=1900-01-01T00:00%2B01:01", "open_at"),
+                             ("open_at=9998-12-31T23:59-05:00", "open_at"),
                              ("open_at=2026-03-02T25:00", "open_at"), ("open_at=", "open_at")]:
         assert _get(client, f"/api/v1/resources?{query}", 400)["parameter"] == parameter, query
 

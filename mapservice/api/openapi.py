@@ -221,7 +221,8 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
         "ogc_lang": {
             "name": "lang", "in": "query", "required": False,
             "description": "Language of titles, descriptions and messages (default: from "
-                           "`Accept-Language`; an unknown code is ignored).",
+                           "`Accept-Language`; a region is ignored, `en-GB` is `en`; "
+                           "an unknown language is a 400).",
             "schema": {"type": "string", "enum": list(taxonomy.ui_languages)},
         },
         "ogc_bbox": {

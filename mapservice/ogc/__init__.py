@@ -20,6 +20,7 @@ from ..errors import InvalidParameter, MapserviceError, NotFound
 from ..geocode import default as default_gazetteer
 from ..geojson import feature, feature_collection, timestamp
 from ..http import json_response, problem_response, use_last_modified
+from ..i18n import language_code
 from ..search import SearchQuery, parse_datetime, parse_search
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
@@ -70,10 +71,20 @@ def _check_args(allowed: Iterable[str], formats: Iterable[str] = ("json",)) -> N
             raise InvalidParameter(name, _("unknown parameter; known: %(known)s",
                                            known=", ".join(sorted(allowed))))
     formats = tuple(formats)
-    for value in request.args.getlist("f"):
-        if value not in formats:
-            raise InvalidParameter("f", _("unknown format %(value)r; allowed: %(allowed)s",
-                                          value=value, allowed=", ".join(formats)))
+    values = request.args.getlist("f")
+    if len(values) > 1:
+        raise InvalidParameter("f", _("given more than once"))
+    for value in values:
+        if value in formats:
+            continue
+        raise InvalidParameter("f", _("unknown format %(value)r; allowed: %(allowed)s",
+                                      value=value, allowed=", ".join(formats)))
+    # Titles and messages follow it (i18n.select_locale): an unknown one is not ignored.
+    offered = _ctx()["taxonomy"].ui_languages
+    lang = _single("lang")
+    if lang is not None and language_code(lang) not in offered:
+        raise InvalidParameter("lang", _("unknown language %(value)r; allowed: %(allowed)s",
+                                         value=lang, allowed=", ".join(offered)))
 
 
 def _single(name: str) -> str | None:

@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from .. import i18n
+from ..http import check_query_text
 from ..search import parse_search
 from .map import build_map
 
@@ -28,8 +29,9 @@ def index():
     lang = i18n.current_language()
     sources = ctx["store"].sources_in_use()
     taxonomy = ctx["taxonomy"]
-    # The API's own parser: a value it would refuse is a 400 page naming the parameter, not a
+    # The API's own checks: a value it would refuse is a 400 page naming the parameter, not a
     # map that stays empty with "could not be loaded".
+    check_query_text(MAP_FILTERS)
     parse_search(MultiDict([(name, value) for name in MAP_FILTERS
                             for value in request.args.getlist(name)]), taxonomy=taxonomy)
     categories = {c["code"]: {"label": c["label"], "icon": c["icon"], "color": c["color"]}
