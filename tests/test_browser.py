@@ -177,7 +177,8 @@ def test_opening_hours_are_shown_in_the_pages_language(app, store, browser_conte
             assert hours.is_visible()
             assert hours.inner_text() == text
             assert hours.get_attribute("title") == "Mo-Fr 10:00-18:00; PH off"
-            assert hours.get_attribute("dir") == ("rtl" if lang == "ar" else "ltr")
+            assert hours.evaluate("e => getComputedStyle(e).direction") == (
+                "rtl" if lang == "ar" else "ltr")
         # the other tokens, through the same function the popup uses
         assert page.evaluate("""() => window.mapservice.hoursText("24/7", {lang: "tr",
             texts: {always: "7/24 açık"}})""") == "7/24 açık"
@@ -186,3 +187,65 @@ def test_opening_hours_are_shown_in_the_pages_language(app, store, browser_conte
             "Sa,Su 10:00-14:00; Dec 24 closed; sunrise-sunset", {lang: "uk",
             texts: {closed: "зачинено", holidays: "святкові дні"}})""") == (
             f"{saturday},{sunday} 10:00-14:00; Dec 24 зачинено; sunrise-sunset")
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_keyboard_users_keep_their_place_and_rtl_pages_read_from_the_right(app, store,
+                                                                          browser_context):
+    """Found by a review in Chromium: Enter on a place in the list dropped the focus to the
+    page (the list is rebuilt after the map moves); three-digit numbers were cut off; Arabic
+    popups and addresses were aligned left; the page was taller than the window."""
+    load_demo(store)
+    page = browser_context.new_page()
+    page.route("**/*", lambda route: route.abort()
+               if urlsplit(route.request.url).hostname != "127.0.0.1" else route.continue_())
+    name = "Demo: Mehrgenerationentreff Ottensen"
+    with serve(app) as base:
+        for width, height in ((1280, 800), (800, 600)):
+            page.set_viewport_size({"width": width, "height": height})
+            for lang in ("ar", "tr", "de"):
+                page.goto(f"{base}/?lang={lang}", wait_until="load")
+                page.wait_for_selector("#ms-results li", state="attached", timeout=10_000)
+                tall = page.evaluate("() => document.documentElement.scrollHeight")
+                assert tall <= height, (lang, width, tall)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(f"{base}/?lang=ar", wait_until="load")
+        page.wait_for_function("document.querySelectorAll('#ms-results li').length >= 100")
+        # the widest number fits in the list's margin
+        room, needed = page.evaluate("""() => {
+            const ol = document.getElementById("ms-results"), li = ol.lastElementChild;
+            const style = getComputedStyle(li), ctx = document.createElement("canvas")
+                .getContext("2d");
+            ctx.font = `${style.fontSize} ${style.fontFamily}`;
+            return [parseFloat(getComputedStyle(ol).paddingInlineStart),
+                    ctx.measureText(ol.children.length + ".").width]; }""")
+        assert room > needed + 4, (room, needed)
+        # an address in the list stays on the page's side, isolated
+        where = page.locator(".ms-where").first
+        assert where.evaluate("e => getComputedStyle(e).direction") == "rtl"
+        assert where.locator("bdi").count() == 1
+        # Enter on a place: the focus goes into its popup, right-to-left like the page ...
+        entry = page.get_by_role("button", name=name)
+        entry.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.activeElement.classList.contains('ms-popup')")
+        page.wait_for_timeout(800)  # the map moved and the list was rebuilt meanwhile
+        assert page.evaluate("() => document.activeElement.className") == "ms-popup"
+        popup = page.locator(".leaflet-popup-content .ms-popup")
+        assert popup.evaluate("e => getComputedStyle(e).direction") == "rtl"
+        assert popup.evaluate("e => getComputedStyle(e).textAlign") in ("start", "right")
+        assert popup.locator("strong bdi").inner_text() == name
+        # ... and Escape brings it back to the place in the list
+        page.keyboard.press("Escape")
+        page.wait_for_selector(".leaflet-popup", state="detached")
+        assert page.evaluate("() => document.activeElement.textContent") == name
+        # the scale reads "300 m" (metric, left to right) in an Arabic page
+        scale = page.locator(".leaflet-control-scale-line")
+        assert scale.count() == 1
+        assert scale.evaluate("e => getComputedStyle(e).direction") == "ltr"
+        # an error page keeps its text off the edges and does not scroll sideways
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{base}/?lang=fa&district={'x' * 3000}", wait_until="load")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        pad = page.locator(".ms-error").evaluate("e => getComputedStyle(e).paddingInlineStart")
+        assert float(pad.removesuffix("px")) >= 8

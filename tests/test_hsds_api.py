@@ -163,6 +163,9 @@ def test_filters(demo, demo_client):
         SearchQuery(audiences=tuple(tax.audiences)))
     terms = all_pages(demo_client, "/hsds/taxonomy_terms", 50, taxonomy_id=audiences)
     assert {t["code"] for t in terms} == set(tax.audiences)
+    # an id with spaces around it reads the same on both (services read it so already)
+    assert all_pages(demo_client, "/hsds/taxonomy_terms", 50,
+                     taxonomy_id=f" {audiences} ") == terms
     future = get_ok(demo_client, "/hsds/services?modified_after=2999-01-01")
     assert future["empty"] is True and future["total_items"] == 0
     beyond = get_ok(demo_client, "/hsds/services?page=99&per_page=10")

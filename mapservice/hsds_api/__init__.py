@@ -198,6 +198,7 @@ def taxonomy_terms() -> Response:
     terms = hsds.taxonomy_terms(_ctx()["taxonomy"])
     wanted = request.args.get("taxonomy_id")
     if wanted is not None:
+        wanted = wanted.strip()  # as /services reads it
         if wanted not in {t["id"] for t in hsds.taxonomies()}:
             raise InvalidParameter("taxonomy_id", f"no taxonomy with id {wanted!r}")
         terms = [t for t in terms if t["taxonomy_id"] == wanted]

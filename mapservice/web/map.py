@@ -64,7 +64,7 @@ def build_map(config: Mapping[str, Any], client: Mapping[str, Any], nonce: str
     scripts in the head carry ``nonce`` (the body's script is placed by the template)."""
     _use_vendored_assets()
     fmap = folium.Map(location=[config["MAP_CENTER_LAT"], config["MAP_CENTER_LON"]],
-                      zoom_start=config["MAP_ZOOM"], tiles=None, control_scale=True,
+                      zoom_start=config["MAP_ZOOM"], tiles=None, control_scale=False,
                       maxZoom=config["TILE_MAX_ZOOM"])
     folium.TileLayer(tiles=config["TILE_URL"], attr=config["TILE_ATTRIBUTION"],
                      max_zoom=config["TILE_MAX_ZOOM"], name="tiles", control=False).add_to(fmap)

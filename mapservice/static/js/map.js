@@ -45,23 +45,33 @@
     });
   }
 
+  // A text of the listing (any language, any direction) inside the page's direction: isolated
+  // in a <bdi>, so that a German name keeps its order in an Arabic page and the line it is on
+  // stays aligned with the page.
+  function isolated(tag, attrs, text) {
+    var node = el(tag, attrs);
+    node.appendChild(el("bdi", {}, text));
+    return node;
+  }
+
   function popupContent(props, options) {
-    var box = el("div", {"class": "ms-popup", dir: "auto"});
-    box.appendChild(el("strong", {}, props.name));
+    // in the page's direction (the categories, hours and links are in its language);
+    // focusable, so that opening a place from the list can move the focus to it
+    var box = el("div", {"class": "ms-popup", tabindex: "-1"});
+    box.appendChild(isolated("strong", {}, props.name));
     var cats = (props.categories || []).map(function (c) { return categoryInfo(options, c).label; });
     if (cats.length) { box.appendChild(el("div", {"class": "ms-cats"}, cats.join(" · "))); }
     if (props.address || props.postcode) {
-      box.appendChild(el("div", {}, [props.address, [props.postcode, props.stadtteil].filter(Boolean).join(" ")].filter(Boolean).join(", ")));
+      box.appendChild(isolated("div", {}, [props.address, [props.postcode, props.stadtteil].filter(Boolean).join(" ")].filter(Boolean).join(", ")));
     } else if (props.location_confidential) {
       box.appendChild(el("div", {"class": "ms-approx"}, options.texts.approximate));
     }
     if (props.opening_hours) {
-      box.appendChild(el("div", {"class": "ms-hours", title: props.opening_hours,
-                                 dir: document.documentElement.dir || "auto"},
+      box.appendChild(el("div", {"class": "ms-hours", title: props.opening_hours},
                          hoursText(props.opening_hours, options)));
     }
     if (props.phone) {
-      var tel = el("a", {href: "tel:" + String(props.phone).replace(/[^+0-9]/g, "")}, props.phone);
+      var tel = el("a", {href: "tel:" + String(props.phone).replace(/[^+0-9]/g, ""), dir: "ltr"}, props.phone);
       box.appendChild(el("div")).appendChild(tel);
     }
     var web = props.website && safeUrl(props.website);
@@ -72,6 +82,8 @@
   }
 
   function attach(map, cluster, options) {
+    // metric only: one line, which the attribution beside it does not cover on a phone
+    L.control.scale({imperial: false}).addTo(map);
     var list = document.getElementById("ms-results");
     var status = document.getElementById("ms-status");
     var pending = null;
@@ -108,17 +120,61 @@
           title: f.properties.name,
           icon: L.AwesomeMarkers.icon({icon: info.icon, prefix: "fa", markerColor: info.color})
         });
-        marker.bindPopup(function () { return popupContent(marker.msProps, options); });
+        // kept clear of the zoom buttons (top left, also in right-to-left pages)
+        // and no wider than a phone's map leaves beside them
+        marker.bindPopup(function () { return popupContent(marker.msProps, options); },
+                         {autoPanPaddingTopLeft: L.point(56, 84),
+                          maxWidth: Math.max(160, Math.min(300, map.getSize().x - 120))});
       }
       marker.msKey = key;
       marker.msProps = f.properties;  // the newest answer's text, for the next popup
       return marker;
     }
 
+    // Opening a place from the list moves the focus into its popup, and closing that popup
+    // (Escape, its close button) brings it back to the place's entry in the list: the list is
+    // rebuilt after every move of the map, and a keyboard or screen-reader user must not be
+    // dropped at the top of the page.
+    var returnTo = null;
+
+    function focusPopup(marker) {
+      var popup = marker.getPopup();
+      var box = popup && popup.getElement() && popup.getElement().querySelector(".ms-popup");
+      if (!box) { return; }
+      box.addEventListener("keydown", function (event) {
+        if (event.key === "Escape") { marker.closePopup(); }
+      });
+      box.focus({preventScroll: true});
+    }
+
+    function listEntry(key) {
+      return list && Array.prototype.find.call(list.querySelectorAll("button[data-key]"),
+        function (b) { return b.getAttribute("data-key") === key; });
+    }
+
+    map.on("popupclose", function (event) {
+      if (returnTo === null) { return; }
+      var key = returnTo;
+      returnTo = null;
+      // only when the focus was in the popup (Escape, its close button; Leaflet may still be
+      // fading it out) or went down with it, not when a click on the map took it
+      var active = document.activeElement;
+      var closed = event.popup && event.popup.getElement();
+      if (active && active !== document.body && !(closed && closed.contains(active))) { return; }
+      var entry = listEntry(key);
+      (entry || document.getElementById("ms-content")).focus();
+    });
+
     function show(data) {
       var next = {};
       var added = [];
-      if (list) { list.textContent = ""; }
+      // the entry that has the focus gets it back in the new list (or the list itself)
+      var focused = list && list.contains(document.activeElement) ?
+        document.activeElement.getAttribute("data-key") : null;
+      if (list) {
+        list.textContent = "";
+        list.style.setProperty("--ms-digits", String(String(data.features.length).length));
+      }
       data.features.forEach(function (f) {
         var p = f.properties;
         var marker = markerFor(f);
@@ -126,16 +182,24 @@
         next[marker.msKey] = marker;
         if (list) {
           var item = el("li");
-          var button = el("button", {type: "button", "class": "ms-result", dir: "auto"}, p.name);
+          var button = el("button", {type: "button", "class": "ms-result", dir: "auto",
+                                     "data-key": marker.msKey}, p.name);
           button.addEventListener("click", function () {
-            cluster.zoomToShowLayer(marker, function () { marker.openPopup(); });
+            cluster.zoomToShowLayer(marker, function () {
+              marker.openPopup();
+              returnTo = marker.msKey;
+              focusPopup(marker);
+            });
           });
           item.appendChild(button);
           var where = [p.address, p.stadtteil].filter(Boolean).join(", ");
-          if (where) { item.appendChild(el("span", {"class": "ms-where", dir: "auto"}, where)); }
+          if (where) { item.appendChild(isolated("span", {"class": "ms-where"}, where)); }
           list.appendChild(item);
         }
       });
+      if (focused !== null) {
+        (listEntry(focused) || document.getElementById("ms-content")).focus({preventScroll: true});
+      }
       cluster.removeLayers(Object.keys(shown).filter(function (key) { return !next[key]; })
         .map(function (key) { return shown[key]; }));
       cluster.addLayers(added);
