@@ -249,3 +249,53 @@ def test_keyboard_users_keep_their_place_and_rtl_pages_read_from_the_right(app, 
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
         pad = page.locator(".ms-error").evaluate("e => getComputedStyle(e).paddingInlineStart")
         assert float(pad.removesuffix("px")) >= 8
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_the_filter_panel_sets_the_filters_and_keeps_the_view(app, store, browser_context):
+    """DESIGN.md: a filter panel beside the map. It shows the page's filters, submitting it
+    keeps the map where it was and the filters the panel has no field for, and "Clear
+    filters" removes them all."""
+    load_demo(store)
+    page = browser_context.new_page()
+    page.route("**/*", lambda route: route.abort()
+               if urlsplit(route.request.url).hostname != "127.0.0.1" else route.continue_())
+
+    def listed() -> int:
+        page.wait_for_selector("#ms-status:has-text('places in this map area')")
+        return page.eval_on_selector_all("#ms-results li", "els => els.length")
+
+    with serve(app) as base:
+        page.goto(f"{base}/?lang=en&lat=53.56&lon=9.95&z=12&audience=newcomers",
+                  wait_until="load")
+        newcomers = listed()
+        assert "audience=newcomers" in page.inner_text(".ms-kept")
+        page.select_option("#ms-f-category", "language_cafe")
+        page.check("input[name=cost]")
+        page.click(".ms-filter-actions button")
+        page.wait_for_url("**category=language_cafe**")
+        narrowed = listed()
+        url = page.url
+        assert "cost=free" in url and "audience=newcomers" in url and "lang=en" in url
+        assert "lat=53.56" in url and "z=12" in url, url  # the view stayed
+        assert 0 < narrowed < newcomers
+        assert page.input_value("#ms-f-category") == "language_cafe"
+        assert page.is_checked("input[name=cost]")
+        # every shown place is a free language café for newcomers
+        shown = page.evaluate("""async () => {
+            const r = await fetch("/api/v1/resources?limit=1000&category=language_cafe"
+                                  + "&cost=free&audience=newcomers");
+            return (await r.json()).features.map(f => f.properties.name); }""")
+        names = page.eval_on_selector_all(".ms-result", "els => els.map(e => e.textContent)")
+        assert set(names) <= set(shown)
+        page.click("text=Clear filters")
+        page.wait_for_url(lambda u: "category" not in u and "audience" not in u)
+        assert listed() > newcomers
+        assert page.input_value("#ms-f-category") == ""
+        # the panel's labels are in the page's language, every control has one
+        page.goto(f"{base}/?lang=ar", wait_until="load")
+        assert page.inner_text("label[for=ms-f-category]") == "نوع المساعدة"
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll(
+            ".ms-filters input:not([type=hidden]), .ms-filters select")].filter(e =>
+            !e.labels || e.labels.length === 0).length""")
+        assert unlabelled == 0

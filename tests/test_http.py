@@ -491,12 +491,17 @@ def test_the_map_page_checks_its_filters_and_ignores_other_parameters(client):
     for query, parameter in [("category=unicorns", "category"), ("wheelchair=maybe",
                              "wheelchair"), ("cost=%ff", "cost"), ("open_now=perhaps",
                              "open_now"), ("district=Atlantis", "district"),
-                             ("category=library&category=", "category")]:
+                             ("category=library&category=x", "category")]:
         r = client.get(f"/?lang=en&{query}")
         assert r.status_code == 400, query
         assert r.mimetype == "text/html"
         assert f"(in “{parameter}”)" in r.get_data(as_text=True), query
     # filters the API knows, the view, and what a messenger appends to a shared link
+    # an empty field of the filter form (sent without JavaScript) is no filter: the page
+    # moves to the address without it
+    r = client.get("/?lang=en&q=&category=library&category=&language=&x=")
+    assert r.status_code == 303
+    assert r.headers["Location"] == "/?lang=en&category=library&x="
     ok = client.get("/?category=library&language=ar&q=haus&district=Altona&open_now=true"
                     "&lat=53.55&lon=9.99&z=14&utm_source=chat&fbclid=abc")
     assert ok.status_code == 200

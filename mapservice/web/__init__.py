@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlencode
+from typing import Any
 
-from flask import Blueprint, current_app, g, make_response, render_template, request
+from flask import (Blueprint, current_app, g, make_response, redirect, render_template,
+                   request, url_for)
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
@@ -23,6 +26,32 @@ MAP_FILTERS = ("category", "language", "audience", "cost", "wheelchair", "q", "d
 PAGE_PARAMETERS = frozenset((*MAP_FILTERS, "lat", "lon", "z"))
 
 
+#: The filters the panel beside the map sets (one value each); the page's other filters
+#: (``audience``, ``district``, further values from a shared link) are kept as they are.
+PANEL_FILTERS = ("q", "category", "language", "cost", "wheelchair", "open_now")
+
+
+def _filter_panel(taxonomy: Any, lang: str) -> dict[str, Any]:
+    """What the filter form shows: the current values, the choices in the page's language
+    (sorted as the language sorts them, roughly), and the filters it keeps hidden."""
+    args = request.args
+    first = {name: (args.getlist(name) or [""])[0] for name in PANEL_FILTERS}
+    kept = [(name, value) for name in MAP_FILTERS for i, value in
+            enumerate(args.getlist(name)) if name not in PANEL_FILTERS or i > 0]
+    return {
+        "current": first,
+        "categories": sorted(((c["code"], c["label"]) for c in
+                              taxonomy.localized("categories", lang)),
+                             key=lambda item: item[1].casefold()),
+        "languages": sorted(((c["code"], c["label"]) for c in
+                             taxonomy.localized("languages", lang)),
+                            key=lambda item: item[1].casefold()),
+        "kept": kept,
+        "active": any(args.getlist(name) for name in MAP_FILTERS),
+        "lang": args.get("lang"),
+    }
+
+
 @bp.get("/")
 def index():
     ctx = current_app.extensions["mapservice"]
@@ -32,6 +61,13 @@ def index():
     # The API's own checks: a value it would refuse is a 400 page naming the parameter, not a
     # map that stays empty with "could not be loaded".
     check_query_text(MAP_FILTERS)
+    if any(value == "" for name in MAP_FILTERS for value in request.args.getlist(name)):
+        # An empty field of the filter form (sent without JavaScript): no filter. The page's
+        # address is the one without it (map.js hands the filters on to the API, which
+        # refuses empty values).
+        kept = [(k, v) for k, v in request.args.items(multi=True)
+                if v != "" or k not in MAP_FILTERS]
+        return redirect(url_for("web.index") + ("?" + urlencode(kept) if kept else ""), 303)
     parse_search(MultiDict([(name, value) for name in MAP_FILTERS
                             for value in request.args.getlist(name)]), taxonomy=taxonomy)
     categories = {c["code"]: {"label": c["label"], "icon": c["icon"], "color": c["color"]}
@@ -54,7 +90,8 @@ def index():
     g.csp_nonce = secrets.token_urlsafe(18)
     response = make_response(render_template(
         "map.html", map=build_map(current_app.config, client, nonce=g.csp_nonce),
-        csp_nonce=g.csp_nonce, demo=any(s["name"] == "demo" for s in sources), sources=sources))
+        csp_nonce=g.csp_nonce, demo=any(s["name"] == "demo" for s in sources), sources=sources,
+        panel=_filter_panel(taxonomy, lang)))
     # Each answer has its own nonce: no shared cache may hand it to another visitor, and the
     # browser asks again (its back/forward cache still works, which no-store would prevent).
     response.headers["Cache-Control"] = "private, no-cache"

@@ -230,6 +230,21 @@
     if (isFinite(lat) && isFinite(lon) && Math.abs(lat) <= 90 && Math.abs(lon) <= 180) {
       map.setView([lat, lon], isFinite(z) ? Math.max(1, Math.min(z, 19)) : map.getZoom());
     }
+    // The filter form keeps the map where it is (without JavaScript there is no map to keep).
+    var form = document.querySelector("form.ms-filters");
+    if (form) {
+      form.addEventListener("submit", function () {
+        // an empty field is no filter: left out of the address (the server would redirect)
+        Array.prototype.forEach.call(form.elements, function (field) {
+          if (field.name && field.value === "" && !field.disabled) { field.disabled = true; }
+        });
+        var c = map.getCenter();
+        [["lat", c.lat.toFixed(5)], ["lon", c.lng.toFixed(5)], ["z", String(map.getZoom())]]
+          .forEach(function (pair) {
+            form.appendChild(el("input", {type: "hidden", name: pair[0], value: pair[1]}));
+          });
+      });
+    }
     map.on("moveend", function () {
       if (pending) { window.clearTimeout(pending); }
       pending = window.setTimeout(load, 150);
