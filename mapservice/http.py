@@ -174,9 +174,17 @@ def _conditional(response: Response) -> Response:
         # header (the server writes one) and parse absent headers (~0.1 ms a request).
         return response
     environ = request.environ
+    ignore = set()
     if environ.get("HTTP_IF_MATCH", "").strip() == "*":
         # RFC 9110 13.1.1: "*" holds for any current representation (werkzeug says 412)
-        environ = {k: v for k, v in environ.items() if k != "HTTP_IF_MATCH"}
+        ignore.add("HTTP_IF_MATCH")
+    since = request.if_modified_since
+    if since is not None and since > dt.datetime.now(dt.timezone.utc):
+        # RFC 9110 8.8.2.1: a date later than the server's time is invalid (werkzeug would
+        # answer 304 to "Fri, 31 Dec 9999 ...")
+        ignore.add("HTTP_IF_MODIFIED_SINCE")
+    if ignore:
+        environ = {k: v for k, v in environ.items() if k not in ignore}
     response = response.make_conditional(environ)
     if response.status_code == 412:
         # A failed precondition is an error: a problem without the page's body, not cached

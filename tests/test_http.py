@@ -111,6 +111,12 @@ def test_other_conditional_headers_are_honoured(demo_client, header):
         assert r.headers["Cache-Control"] == "no-store"
 
 
+def test_if_modified_since_in_the_future_is_ignored(demo_client):
+    url = "/api/v1/resources?limit=3"
+    r = demo_client.get(url, headers={"If-Modified-Since": "Fri, 31 Dec 9999 23:59:59 GMT"})
+    assert r.status_code == 200 and r.get_json()["features"]
+
+
 def test_if_match_star_holds_and_a_weak_etag_never_matches_strongly(demo_client):
     url = "/api/v1/resources?limit=3"
     first = demo_client.get(url)
