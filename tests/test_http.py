@@ -192,6 +192,12 @@ def test_parameters_that_are_not_utf8_text_are_client_errors(demo_client, url, p
     assert "UTF-8" in r.get_json()["detail"] or "NUL" in r.get_json()["detail"]
 
 
+def test_the_demo_sources_line_speaks_the_pages_language(demo_client):
+    arabic = demo_client.get("/?lang=ar").get_data(as_text=True)
+    assert "قوائم تجريبية خيالية" in arabic and "Fictional demo listings" not in arabic
+    assert "Fictional demo listings" in demo_client.get("/?lang=en").get_data(as_text=True)
+
+
 def test_map_page_refuses_filters_the_api_would_refuse(demo_client):
     # map.js hands its filters to the API: the page says what is wrong instead of a map that
     # cannot load its places
