@@ -266,6 +266,10 @@ def test_the_filter_panel_sets_the_filters_and_keeps_the_view(app, store, browse
         return page.eval_on_selector_all("#ms-results li", "els => els.length")
 
     with serve(app) as base:
+        # the browser's answer to "where am I" (its own geolocation is not under test)
+        page.add_init_script("""navigator.geolocation.getCurrentPosition = (ok, fail) =>
+            window.msDenied ? fail({code: 1}) : ok({coords: {latitude: 53.4606,
+                                                             longitude: 9.9836}});""")
         page.goto(f"{base}/?lang=en&lat=53.56&lon=9.95&z=12&audience=newcomers",
                   wait_until="load")
         newcomers = listed()
@@ -292,6 +296,20 @@ def test_the_filter_panel_sets_the_filters_and_keeps_the_view(app, store, browse
         page.wait_for_url(lambda u: "category" not in u and "audience" not in u)
         assert listed() > newcomers
         assert page.input_value("#ms-f-category") == ""
+        # "where": the map goes to the postcode, with the panel's filters
+        page.fill("#ms-f-where", "22765")
+        page.select_option("#ms-f-category", "library")
+        page.click(".ms-filter-actions button")
+        page.wait_for_url("**category=library**")
+        assert "where" not in page.url and "z=14" in page.url and "lat=53.5" in page.url
+        listed()
+        # "Near me": the browser's position, asked on the click; refused: the page says so
+        page.click("#ms-near-me")
+        page.wait_for_function("() => location.search.includes('lat=53.4606')")
+        assert "z=15" in page.url and "lon=9.983" in page.url
+        page.evaluate("() => { window.msDenied = true; }")
+        page.click("#ms-near-me")
+        page.wait_for_selector("#ms-status:has-text('Your location could not be determined')")
         # the panel's labels are in the page's language, every control has one
         page.goto(f"{base}/?lang=ar", wait_until="load")
         assert page.inner_text("label[for=ms-f-category]") == "نوع المساعدة"

@@ -192,6 +192,26 @@ def test_parameters_that_are_not_utf8_text_are_client_errors(demo_client, url, p
     assert "UTF-8" in r.get_json()["detail"] or "NUL" in r.get_json()["detail"]
 
 
+def test_the_panels_where_field_centres_the_map_on_a_place(demo_client):
+    # a postcode, a Stadtteil, a Bezirk: the map centred there, the other filters kept
+    r = demo_client.get("/?lang=en&where=20095&category=library&lat=1&lon=2&z=3&q=")
+    assert r.status_code == 303
+    location = r.headers["Location"]
+    assert location.startswith("/?lang=en&category=library&lat=53.5") and location.endswith(
+        "&z=14"), location
+    assert "lon=10.0" in location and "where" not in location and "q=" not in location
+    altona = demo_client.get("/?where=%20Altona%20").headers["Location"]
+    assert "lat=53.5" in altona and "z=1" in altona
+    # an empty one is no place; an unknown one a 400 page that suggests the closest names
+    assert demo_client.get("/?lang=en&where=").headers["Location"] == "/?lang=en"
+    r = demo_client.get("/?lang=en&where=Altonna")
+    assert r.status_code == 400 and r.mimetype == "text/html"
+    page = r.get_data(as_text=True)
+    assert "(in “where”)" in page and "did you mean" in page and "Altona" in page
+    assert demo_client.get("/?where=a&where=b").status_code == 400
+    assert demo_client.get("/?where=%FF").status_code == 400
+
+
 def test_the_demo_sources_line_speaks_the_pages_language(demo_client):
     arabic = demo_client.get("/?lang=ar").get_data(as_text=True)
     assert "قوائم تجريبية خيالية" in arabic and "Fictional demo listings" not in arabic

@@ -12,7 +12,8 @@ from werkzeug.datastructures import MultiDict
 
 from .. import i18n
 from ..http import check_query_text
-from ..search import parse_search
+from ..errors import InvalidParameter
+from ..search import MAX_TEXT_LENGTH, parse_search
 from .map import build_map
 
 bp = Blueprint("web", __name__)
@@ -52,6 +53,44 @@ def _filter_panel(taxonomy: Any, lang: str) -> dict[str, Any]:
     }
 
 
+#: The map's zoom for a place found by the panel's "where" field, by the kind of place.
+PLACE_ZOOM = {"postcode": 14, "stadtteil": 14, "bezirk": 12}
+
+
+def _moved(args: list[tuple[str, str]]) -> Any:
+    """303 to the page with ``args``: the address a shared link should hold."""
+    return redirect(url_for("web.index") + ("?" + urlencode(args) if args else ""), 303)
+
+
+def _go_to_place(values: list[str]) -> Any:
+    """The panel's "where" (a postcode, Stadtteil or Bezirk, read by the offline gazetteer
+    first, as /api/v1/geocode reads it): the page centred there, with the other filters; an
+    empty one is left out. A place it does not know is a 400 page with suggestions."""
+    from .. import geocode
+
+    rest = [(k, v) for k, v in request.args.items(multi=True) if k != "where"
+            and (v != "" or k not in MAP_FILTERS)]
+    if len(values) > 1:
+        raise InvalidParameter("where", "given more than once")
+    text = " ".join(values[0].split())
+    if not text:
+        return _moved(rest)
+    gazetteer = geocode.default()
+    found = gazetteer.geocode(text[:MAX_TEXT_LENGTH])
+    if not found:
+        online = geocode.online(current_app.config)
+        found = online.geocode(text[:MAX_TEXT_LENGTH]) if online is not None else []
+    if not found:
+        close = gazetteer.suggest(text)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InvalidParameter("where", f"no postcode, Stadtteil or Bezirk {text[:60]!r} is "
+                                        f"known{hint}")
+    place = found[0]
+    view = [(k, v) for k, v in rest if k not in ("lat", "lon", "z")]
+    return _moved([*view, ("lat", f"{place['lat']:.5f}"), ("lon", f"{place['lon']:.5f}"),
+                   ("z", str(PLACE_ZOOM.get(place.get("type"), 15)))])
+
+
 @bp.get("/")
 def index():
     ctx = current_app.extensions["mapservice"]
@@ -60,14 +99,15 @@ def index():
     taxonomy = ctx["taxonomy"]
     # The API's own checks: a value it would refuse is a 400 page naming the parameter, not a
     # map that stays empty with "could not be loaded".
-    check_query_text(MAP_FILTERS)
+    check_query_text((*MAP_FILTERS, "where"))
+    if "where" in request.args:
+        return _go_to_place(request.args.getlist("where"))
     if any(value == "" for name in MAP_FILTERS for value in request.args.getlist(name)):
         # An empty field of the filter form (sent without JavaScript): no filter. The page's
         # address is the one without it (map.js hands the filters on to the API, which
         # refuses empty values).
-        kept = [(k, v) for k, v in request.args.items(multi=True)
-                if v != "" or k not in MAP_FILTERS]
-        return redirect(url_for("web.index") + ("?" + urlencode(kept) if kept else ""), 303)
+        return _moved([(k, v) for k, v in request.args.items(multi=True)
+                       if v != "" or k not in MAP_FILTERS])
     parse_search(MultiDict([(name, value) for name in MAP_FILTERS
                             for value in request.args.getlist(name)]), taxonomy=taxonomy)
     categories = {c["code"]: {"label": c["label"], "icon": c["icon"], "color": c["color"]}
@@ -81,6 +121,8 @@ def index():
                   "count": _("%(n)s places in this map area.", n="%(n)s"),
                   "more": _("Zoom in to see all."),
                   "error": _("The places could not be loaded. Please try again."),
+                  "nolocation": _("Your location could not be determined. Type a postcode "
+                                  "or district instead."),
                   # opening hours: "PH off" -> "public holidays closed", "24/7"
                   "holidays": _("public holidays"), "closed": _("closed"),
                   "always": _("open around the clock")},

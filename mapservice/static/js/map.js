@@ -228,7 +228,10 @@
     var params = new URLSearchParams(window.location.search);
     var lat = parseFloat(params.get("lat")), lon = parseFloat(params.get("lon")), z = parseInt(params.get("z"), 10);
     if (isFinite(lat) && isFinite(lon) && Math.abs(lat) <= 90 && Math.abs(lon) <= 180) {
-      map.setView([lat, lon], isFinite(z) ? Math.max(1, Math.min(z, 19)) : map.getZoom());
+      // at once, not animated: a zoom animation still running would take the map back to
+      // its own end when it finished, over a move the visitor made meanwhile ("Near me")
+      map.setView([lat, lon], isFinite(z) ? Math.max(1, Math.min(z, 19)) : map.getZoom(),
+                  {animate: false});
     }
     // The filter form keeps the map where it is (without JavaScript there is no map to keep).
     var form = document.querySelector("form.ms-filters");
@@ -238,11 +241,26 @@
         Array.prototype.forEach.call(form.elements, function (field) {
           if (field.name && field.value === "" && !field.disabled) { field.disabled = true; }
         });
+        // a place typed into "where": the server centres the map there
+        if (form.elements.where && form.elements.where.value.trim()) { return; }
         var c = map.getCenter();
         [["lat", c.lat.toFixed(5)], ["lon", c.lng.toFixed(5)], ["z", String(map.getZoom())]]
           .forEach(function (pair) {
             form.appendChild(el("input", {type: "hidden", name: pair[0], value: pair[1]}));
           });
+      });
+    }
+    // "Near me": the browser's position (asked only on this click; it never leaves the
+    // browser: the map moves there and loads that area as after any move)
+    var nearMe = document.getElementById("ms-near-me");
+    if (nearMe && navigator.geolocation) {
+      nearMe.hidden = false;
+      nearMe.addEventListener("click", function () {
+        navigator.geolocation.getCurrentPosition(function (position) {
+          map.setView([position.coords.latitude, position.coords.longitude], 15);
+        }, function () {
+          if (status) { status.textContent = options.texts.nolocation; }
+        }, {enableHighAccuracy: false, timeout: 15000, maximumAge: 300000});
       });
     }
     map.on("moveend", function () {
