@@ -147,14 +147,24 @@ def _codes(args: _Args, name: str, allowed: Iterable[str]) -> tuple[str, ...]:
     return tuple(codes)
 
 
+#: An integer parameter as people write one: ASCII digits, perhaps a minus. Python's int()
+#: would also take "1_0", "+5", "１０" (fullwidth) and "٥" (Arabic-Indic).
+INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def integer(raw: str) -> int | None:
+    """``raw`` (spaces around it allowed) as an int, or None if it is not written as one."""
+    text = raw.strip()
+    return int(text) if INTEGER.fullmatch(text) else None
+
+
 def _int(args: _Args, name: str, default: int, low: int, high: int) -> int:
     raw = _one(args, name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameter(name, f"{raw!r} is not an integer") from None
+    value = integer(raw)
+    if value is None:
+        raise InvalidParameter(name, f"{raw!r} is not an integer")
     if not low <= value <= high:
         raise InvalidParameter(name, f"must be between {low} and {high}, got {value}")
     return value

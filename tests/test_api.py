@@ -168,6 +168,9 @@ def test_sort_verified_is_newest_verification_first_unverified_last(demo_client,
     ("limit=0", "limit"),
     ("limit=1001", "limit"),
     ("limit=ten", "limit"),
+    # int() would take these: not how anyone writes a number in a URL
+    ("limit=1_0", "limit"), ("limit=%2B5", "limit"), ("limit=%EF%BC%91%EF%BC%90", "limit"),
+    ("offset=%D9%A5", "offset"), ("limit=1e3", "limit"),
     ("offset=-1", "offset"),
     ("sort=random", "sort"),
     ("sort=distance", "sort"),
@@ -199,9 +202,12 @@ def test_other_endpoints_refuse_unknown_and_repeated_parameters(client, path, pa
 def test_one_resource_refuses_parameters_it_cannot_honour(demo_client):
     fid = demo_client.get("/api/v1/resources?limit=1").get_json()["features"][0]["id"]
     assert demo_client.get(f"/api/v1/resources/{fid}").status_code == 200
-    for query, parameter in (("f=csv", "f"), ("foo=1", "foo")):
+    for query, parameter in (("f=csv", "f"), ("foo=1", "foo"), ("f=geojson&f=geojson", "f")):
         r = demo_client.get(f"/api/v1/resources/{fid}?{query}")
         assert r.status_code == 400 and r.get_json()["parameter"] == parameter
+    # the format it gives, named as the OGC item takes it
+    r = demo_client.get(f"/api/v1/resources/{fid}?f=geojson")
+    assert r.status_code == 200 and r.mimetype == "application/geo+json"
 
 
 def test_a_negotiated_format_varies_with_accept(demo_client):

@@ -186,6 +186,7 @@ def test_drafts_and_their_organisations_stay_hidden(demo, demo_client):
 
 BAD_PARAMETERS = [
     ("/hsds/services?page=0", "page"),
+    ("/hsds/services?page=1_0", "page"), ("/hsds/services?per_page=%D9%A5", "per_page"),
     ("/hsds/services?page=-1", "page"),
     ("/hsds/services?page=abc", "page"),
     ("/hsds/services?page=1&page=2", "page"),

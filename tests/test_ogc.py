@@ -281,6 +281,7 @@ def test_a_bbox_across_the_antimeridian_is_two_boxes(client):
     ("bbox=9,53,10,54&bbox-crs=http://www.opengis.net/def/crs/EPSG/0/3857", "bbox-crs"),
     ("limit=0", "limit"),
     ("limit=ten", "limit"),
+    ("limit=1_0", "limit"), ("limit=%EF%BC%91%EF%BC%90", "limit"),
     ("limit=5&limit=6", "limit"),
     ("offset=-1", "offset"),
     ("category=unicorns", "category"),

@@ -76,7 +76,10 @@ def resources() -> Response:
 
 @bp.get("/resources/<uid>")
 def resource(uid: str) -> Response:
-    _only()  # GeoJSON only: an ``f`` would be a format it cannot give
+    _only("f")  # GeoJSON only (f=geojson, as the OGC item takes it)
+    f = _single("f")
+    if f is not None and f != "geojson":
+        raise InvalidParameter("f", f"unknown format {f!r}; one resource is given as geojson")
     hit = _ctx()["store"].get(uid)
     if hit is None:
         raise NotFound(f"no published resource with id {uid!r}")

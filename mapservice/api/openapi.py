@@ -183,6 +183,11 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
                            "(default GeoJSON).",
             "schema": {"type": "string", "enum": list(FORMATS)},
         },
+        "feature_f": {
+            "name": "f", "in": "query", "required": False,
+            "description": "Output format: a GeoJSON Feature (the only one).",
+            "schema": {"type": "string", "enum": ["geojson"]},
+        },
         "lang": {
             "name": "lang", "in": "query", "required": False,
             "description": "Language of the labels (default: from `Accept-Language`).",
@@ -807,7 +812,7 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 list(RESOURCE_QUERY), resources_ok)},
             f"{API}/resources/{{id}}": {"get": _operation(
                 "getResource", "Resources", "One resource",
-                "A published resource as a GeoJSON Feature.", ["id"],
+                "A published resource as a GeoJSON Feature.", ["id", "feature_f"],
                 _ok("The resource.", {GEOJSON: {"schema": _ref("schemas", "Feature")}},
                     last_modified=True),
                 not_found="NotFound")},

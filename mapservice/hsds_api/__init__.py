@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, request
 from .. import hsds
 from ..errors import InvalidParameter, NotFound
 from ..http import json_response, use_last_modified
-from ..search import SearchQuery, parse_datetime, parse_text
+from ..search import SearchQuery, integer, parse_datetime, parse_text
 from ..store import Hit
 
 bp = Blueprint("hsds", __name__, url_prefix="/hsds")
@@ -48,10 +48,9 @@ def _int_arg(name: str, default: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise InvalidParameter(name, f"{raw!r} is not an integer") from None
+    value = integer(raw)
+    if value is None:
+        raise InvalidParameter(name, f"{raw!r} is not an integer")
     if not 1 <= value <= high:
         raise InvalidParameter(name, f"must be between 1 and {high}, got {value}")
     return value

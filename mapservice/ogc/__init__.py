@@ -21,7 +21,7 @@ from ..geocode import default as default_gazetteer
 from ..geojson import feature, feature_collection, timestamp
 from ..http import json_response, problem_response, use_last_modified
 from ..i18n import language_code
-from ..search import SearchQuery, parse_datetime, parse_search
+from ..search import SearchQuery, integer, parse_datetime, parse_search
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
@@ -212,10 +212,9 @@ def items_query() -> SearchQuery:
     limit = page_size
     raw = _single("limit")
     if raw is not None:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise InvalidParameter("limit", _("%(value)r is not an integer", value=raw)) from None
+        limit = integer(raw)
+        if limit is None:
+            raise InvalidParameter("limit", _("%(value)r is not an integer", value=raw))
         if limit < 1:
             raise InvalidParameter("limit", _("must be at least 1"))
     args = MultiDict([(name, value) for name in ("bbox", "offset", *FILTERS)
