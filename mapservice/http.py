@@ -22,7 +22,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from .errors import InvalidParameter, MapserviceError, NotFound
 
@@ -269,6 +269,13 @@ def _cors(response: Response) -> Response:
     return response
 
 
+def _check_host() -> None:
+    """werkzeug empties a ``Host`` header that is no host name (``evil.example"><svg>``):
+    every link the answer holds would then read ``http:///…``. A 400 says what is wrong."""
+    if not request.host:
+        raise BadRequest("the Host header is not a valid host name")
+
+
 def _check_query() -> None:
     """Under the API: a NUL in the path is a 404; parameters that cannot be read as text are
     a 400 (:func:`check_query_text`). (The map page checks its filters itself.)"""
@@ -436,6 +443,7 @@ def init_app(app: Flask) -> None:
             return problem_response(problem)
         return error_page(500)
 
+    app.before_request(_check_host)
     app.before_request(_check_query)
 
     tiles = tile_origin(app.config["TILE_URL"])

@@ -212,6 +212,16 @@ def test_the_panels_where_field_centres_the_map_on_a_place(demo_client):
     assert demo_client.get("/?where=%FF").status_code == 400
 
 
+def test_a_host_header_that_is_no_host_name_is_a_client_error(demo_client):
+    # werkzeug empties it: the links of the answer read http:///api/v1/...
+    r = demo_client.get("/api/v1/resources?limit=1", headers={"Host": 'evil.example"><svg>'})
+    assert r.status_code == 400 and r.mimetype == "application/problem+json"
+    assert "Host" in r.get_json()["detail"]
+    assert demo_client.get("/", headers={"Host": "a b"}).status_code == 400
+    ok = demo_client.get("/api/v1/resources?limit=1", headers={"Host": "karte.example:8080"})
+    assert ok.status_code == 200 and "http://karte.example:8080/api/v1/" in ok.headers["Link"]
+
+
 def test_the_demo_sources_line_speaks_the_pages_language(demo_client):
     arabic = demo_client.get("/?lang=ar").get_data(as_text=True)
     assert "قوائم تجريبية خيالية" in arabic and "Fictional demo listings" not in arabic
