@@ -294,6 +294,18 @@ def online(config: Mapping[str, Any]) -> OnlineGeocoder | None:
 _ONLINE_LOCK = threading.Lock()
 
 
+def find_place(text: str, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Places for ``text``: the offline gazetteer's postcodes, Stadtteile and Bezirke; only
+    when it finds none, the online geocoder if ``config`` switches one on (which may raise
+    :class:`GeocoderUnavailable`). What /api/v1/geocode answers and the map's "where" reads."""
+    found = default().geocode(text)
+    if not found:
+        service = online(config)
+        if service is not None:
+            found = service.geocode(text)
+    return found
+
+
 @lru_cache(maxsize=8)
 def _online(name: str, url: str, user_agent: str, timeout_s: str, min_delay_s: str,
             region_bbox: str, country: str) -> OnlineGeocoder:

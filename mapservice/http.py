@@ -13,7 +13,7 @@ import gzip
 import logging
 import re
 from typing import Iterable
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlencode, urlsplit
 
 import brotli
 import orjson
@@ -298,8 +298,6 @@ def check_query_text(names: tuple[str, ...] | None = None) -> None:
 
 
 def _check_query_text(query: str, names: tuple[str, ...] | None) -> None:
-    from urllib.parse import unquote_to_bytes
-
     for part in query.split("&"):
         if not part:
             continue

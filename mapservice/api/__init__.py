@@ -144,12 +144,7 @@ def geocode_place() -> Response:
     text = parse_text(_single("q"))
     if text is None:
         raise InvalidParameter("q", "is missing or empty: give a postcode, Stadtteil or Bezirk")
-    results = geocode.default().geocode(text)
-    if not results:
-        online = geocode.online(current_app.config)
-        if online is not None:
-            results = online.geocode(text)
-    return json_response({"query": text, "results": results})
+    return json_response({"query": text, "results": geocode.find_place(text, current_app.config)})
 
 
 # The OpenAPI document (/openapi.json) and its reference page (/docs) register on ``bp``.

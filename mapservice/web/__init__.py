@@ -10,7 +10,7 @@ from flask import (Blueprint, current_app, g, make_response, redirect, render_te
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
-from .. import i18n
+from .. import geocode, i18n
 from ..http import check_query_text
 from ..errors import InvalidParameter
 from ..search import MAX_TEXT_LENGTH, parse_search
@@ -66,8 +66,6 @@ def _go_to_place(values: list[str]) -> Any:
     """The panel's "where" (a postcode, Stadtteil or Bezirk, read by the offline gazetteer
     first, as /api/v1/geocode reads it): the page centred there, with the other filters; an
     empty one is left out. A place it does not know is a 400 page with suggestions."""
-    from .. import geocode
-
     rest = [(k, v) for k, v in request.args.items(multi=True) if k != "where"
             and (v != "" or k not in MAP_FILTERS)]
     if len(values) > 1:
@@ -75,13 +73,9 @@ def _go_to_place(values: list[str]) -> Any:
     text = " ".join(values[0].split())
     if not text:
         return _moved(rest)
-    gazetteer = geocode.default()
-    found = gazetteer.geocode(text[:MAX_TEXT_LENGTH])
+    found = geocode.find_place(text[:MAX_TEXT_LENGTH], current_app.config)
     if not found:
-        online = geocode.online(current_app.config)
-        found = online.geocode(text[:MAX_TEXT_LENGTH]) if online is not None else []
-    if not found:
-        close = gazetteer.suggest(text)
+        close = geocode.default().suggest(text)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InvalidParameter("where", f"no postcode, Stadtteil or Bezirk {text[:60]!r} is "
                                         f"known{hint}")
