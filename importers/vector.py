@@ -10,6 +10,7 @@ building). Attributes are mapped with the CSV column mapping (:mod:`importers.cs
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,8 @@ class VectorReader:
                         raise ImportFailed([p for ps in entries.cut.values() for p in ps])
                 yield from entries.refused
                 features += len(entries.refused)
+                if positions is not None:
+                    entries.id_column(layer, positions)
             if not len(layer.geometries):
                 continue
             points = to_wgs84(inner_points(layer.geometries), layer.crs, options.crs,
@@ -186,9 +189,11 @@ class VectorReader:
             for index in range(len(points)):
                 where = Where(layer.file, positions[index] if positions else index + 1,
                               "feature")
-                cand = mapper(layer.row(index), where)
+                row = layer.row(index)
+                cand = mapper(row, where)
                 if positions and entries is not None:
-                    cand.problems += entries.problems(positions[index], columns.fields, where)
+                    cand.problems += entries.problems(positions[index], columns.fields, where,
+                                                      row)
                 point = points[index]
                 if point is not None and not shapely.is_empty(point):
                     cand.record["lon"], cand.record["lat"] = point.x, point.y
@@ -206,6 +211,12 @@ class VectorReader:
 _SCALAR_TEXT = frozenset(FIELDS) - {*LIST_FIELDS, *CODED_FIELDS, "translations", "lat", "lon"}
 
 
+#: Whole numbers up to this size are exact in a float (GDAL reads numbers beyond int64, and
+#: every number of a property that also holds fractions, as floats).
+_EXACT = 2 ** 53
+_LONG_DIGITS = re.compile(rb"\d{16}")
+
+
 @dataclass
 class GeoJsonEntries:
     """What the JSON of a GeoJSON FeatureCollection tells beyond what GDAL reads from it."""
@@ -214,11 +225,30 @@ class GeoJsonEntries:
     refused: list[Candidate]  # an invalid candidate for each other entry
     cut: dict[int, list[Problem]]  # by position: properties holding a NUL
     typed: dict[int, dict[str, str]]  # by position: property -> 'true', 'an object', ...
+    wide: dict[int, dict[str, int]]  # by position: property -> a whole number beyond 2**53
+    ids: dict[int, str]  # by position: the Feature's own "id" when it is a number
 
-    def problems(self, position: int, fields: dict[str, str], where: Where) -> list[Problem]:
+    def id_column(self, layer: Layer, positions: list[int]) -> None:
+        """Give ``layer`` the Features' numeric ids as its column "id" (the source id), when
+        it has no "id" property: GDAL takes a numeric Feature id as the feature's number (its
+        FID) and hands it on with no attribute, while a text id becomes the attribute "id"."""
+        if self.ids and "id" not in layer.fields:
+            layer.fields.append("id")
+            layer.columns.append(np.array([self.ids.get(p) for p in positions], dtype=object))
+
+    def problems(self, position: int, fields: dict[str, str], where: Where,
+                 row: dict[str, Any]) -> list[Problem]:
         """The problems of the feature at ``position``, whose properties feed ``fields``
-        (field -> property)."""
+        (field -> property) and which GDAL read as ``row``."""
         found = list(self.cut.get(position, ()))
+        for prop, number in self.wide.get(position, {}).items():
+            read = row.get(prop)
+            kept = (int(read) == number if isinstance(read, (int, np.integer))
+                    else read == str(number))
+            if prop in fields.values() and not kept:
+                found.append(Problem(where.at(prop), f"is the whole number {number}, which "
+                                     "a GIS reader keeps only rounded "
+                                     f"({float(number):.17g}); write it as text: \"{number}\""))
         typed = self.typed.get(position)
         if typed:
             found += [Problem(where.at(prop), f"is {typed[prop]}, not text ({name})"
@@ -236,8 +266,10 @@ def geojson_entries(path: Path) -> GeoJsonEntries | None:
     if path.suffix.lower() not in (".geojson", ".json") or not path.is_file():
         return None
     try:
-        data = orjson.loads(path.read_bytes())
-    except (orjson.JSONDecodeError, OSError):
+        raw = path.read_bytes()
+        # orjson reads a whole number beyond 64 bits as a float: the json module keeps it
+        data = json.loads(raw) if _LONG_DIGITS.search(raw) else orjson.loads(raw)
+    except (orjson.JSONDecodeError, ValueError, RecursionError, OSError):
         return None  # GDAL's error (or _unreadable) tells
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" \
             or not isinstance(data.get("features"), list):
@@ -247,9 +279,13 @@ def geojson_entries(path: Path) -> GeoJsonEntries | None:
     refused: list[Candidate] = []
     cut: dict[int, list[Problem]] = {}
     typed: dict[int, dict[str, str]] = {}
+    wide: dict[int, dict[str, int]] = {}
+    ids: dict[int, str] = {}
     for number, entry in enumerate(features, 1):
         if isinstance(entry, dict) and entry.get("type") == "Feature":
             positions.append(number)
+            if type(entry.get("id")) is int:
+                ids[number] = str(entry["id"])
             properties = entry.get("properties")
             if isinstance(properties, dict):
                 problems = _nul_problems(properties, Where(str(path), number, "feature"))
@@ -260,6 +296,10 @@ def geojson_entries(path: Path) -> GeoJsonEntries | None:
                          if isinstance(value, (bool, dict, list))}
                 if kinds:
                     typed[number] = kinds
+                big = {key: value for key, value in properties.items()
+                       if type(value) is int and abs(value) > _EXACT}
+                if big:
+                    wide[number] = big
             continue
         what = (f"an object of type {str(entry.get('type'))[:40]!r}" if isinstance(entry, dict)
                 and "type" in entry else "an object without a type"
@@ -268,7 +308,7 @@ def geojson_entries(path: Path) -> GeoJsonEntries | None:
         refused.append(Candidate(where, {}, [Problem(where, f"not a GeoJSON Feature but {what}; "
                                                             "each entry of 'features' must be "
                                                             'an object of type "Feature"')]))
-    return GeoJsonEntries(positions, refused, cut, typed)
+    return GeoJsonEntries(positions, refused, cut, typed, wide, ids)
 
 
 def _nul_problems(properties: dict[str, Any], where: Where) -> list[Problem]:

@@ -279,3 +279,39 @@ def test_hsds_service_at_locations_of_the_wrong_shape_are_refused(store, tmp_pat
     assert problem.message == message
     assert problem.where.field == "$.services[0].service_at_locations"
     assert db_state(store) == before
+
+
+def test_geojson_whole_number_too_large_for_a_float_is_named_not_rounded(store, tmp_path):
+    # GDAL reads a whole number beyond int64 (and every number of a property that also holds
+    # fractions) as a float: the id 12345678901234567890 would be stored as 1.2345678901234567e+19
+    point = {"type": "Point", "coordinates": [10.0, 53.55]}
+    body = ('{"type": "FeatureCollection", "features": ['
+            + ", ".join('{"type": "Feature", "geometry": %s, "properties": %s}'
+                        % (json.dumps(point), props) for props in (
+                            '{"id": 12345678901234567890, "name": "Treff"}',
+                            '{"id": 123456789012345678901234567, "name": "Zweiter Treff"}',
+                            '{"id": 9007199254740993, "name": "Dritter Treff", "x": 1}',
+                            '{"id": 0.5, "name": "Vierter Treff"}',
+                            '{"id": 7, "name": "Fünfter Treff", "unused": 9007199254740993}'))
+            + "]}")
+    path = write(tmp_path, "big.geojson", body)
+    mapping = write(tmp_path, "m.yaml", "columns:\n  source_id: id\n")
+    before = db_state(store)
+    with pytest.raises(ImportFailed) as err:
+        _run(store, path, format="vector", mapping=mapping)
+    assert {(p.where.item, p.where.field, p.message.split(",")[0]) for p in
+            err.value.problems} == {
+        (1, "id", "is the whole number 12345678901234567890"),
+        (2, "id", "is the whole number 123456789012345678901234567"),
+        (3, "id", "is the whole number 9007199254740993")}
+    assert 'write it as text: "9007199254740993"' in err.value.problems[2].message
+    assert db_state(store) == before
+    # as text, the id comes through exactly (and GDAL now reads the whole column as text, so
+    # 9007199254740993 is kept too; the third id is still a number too large)
+    fixed = body.replace("12345678901234567890,", '"12345678901234567890",')
+    path.write_text(fixed)
+    report = _run(store, path, format="vector", mapping=mapping, skip_invalid=True)
+    assert (report.created, len(report.invalid)) == (4, 1)
+    with store.engine.connect() as conn:
+        assert {"12345678901234567890", "9007199254740993"} <= set(conn.execute(text(
+            "select source_id from resource where source = 'hostile'")).scalars().all())

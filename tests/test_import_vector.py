@@ -152,6 +152,35 @@ def test_geojson_attributes_use_the_column_mapping(tmp_path):
     assert any("kostenlos" in w.message for w in cand.warnings)  # the unused attribute
 
 
+def test_geojson_feature_ids_are_the_source_ids(store, tmp_path):
+    # GDAL takes a numeric Feature id as the feature's number and hands on no attribute: the
+    # records would get content ids, and a renamed place would come back as a new resource
+    point = {"type": "Point", "coordinates": [9.99, 53.55]}
+
+    def collection(names: tuple[str, str], ids: tuple[Any, Any]) -> str:
+        return json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "id": id_, "geometry": point, "properties": {"name": name}}
+            for name, id_ in zip(names, ids)]})
+
+    path = write(tmp_path, "ids.geojson", collection(("Treff", "Café"), (5, 12345678901)))
+    assert run(store, path, format="vector").created == 2
+    assert set(stored(store)) == {"5", "12345678901"}
+    path.write_text(collection(("Treff Nord", "Café"), (5, 12345678901)))
+    report = run(store, path, format="vector")
+    assert (report.created, report.updated, report.unchanged) == (0, 1, 1)
+    assert stored(store)["5"].name == "Treff Nord"
+    # text ids were read before; an "id" property wins over the Feature's id
+    path.write_text(collection(("Treff Nord", "Café"), ("n5", "n6")))
+    assert run(store, path, source="text").created == 2
+    assert set(stored(store, "text")) == {"n5", "n6"}
+    features = json.loads(collection(("A", "B"), (1, 2)))
+    for number, feature in enumerate(features["features"]):
+        feature["properties"]["id"] = f"p{number}"
+    path.write_text(json.dumps(features))
+    assert run(store, path, source="prop").created == 2
+    assert set(stored(store, "prop")) == {"p0", "p1"}
+
+
 def test_json_sniffing_claims_only_geojson(tmp_path):
     reader = VectorReader()
     assert reader.sniff(geojson(tmp_path, [], "a.json"))
