@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -28,14 +32,45 @@ CSV_FIELDS = ("id", "name", "lat", "lon", "categories", "audiences", "languages"
 
 
 def published(store: Store, source: str | None = None) -> Iterator[Hit]:
-    """Every published resource (of ``source``), page by page in a stable order."""
-    offset: int | None = 0
-    while offset is not None:
-        result = store.search(SearchQuery(limit=PAGE_SIZE, offset=offset))
-        for hit in result.hits:
-            if source is None or hit.properties.get("source") == source:
-                yield hit
-        offset = result.next_offset
+    """Every published resource (of ``source``), page by page in a stable order, all pages
+    read from one snapshot of the database (an import running meanwhile changes none of
+    them)."""
+    with store.one_snapshot():
+        offset: int | None = 0
+        while offset is not None:
+            result = store.search(SearchQuery(limit=PAGE_SIZE, offset=offset))
+            for hit in result.hits:
+                if source is None or hit.properties.get("source") == source:
+                    yield hit
+            offset = result.next_offset
+
+
+@contextmanager
+def replacing(out: Path) -> Iterator[IO[bytes]]:
+    """A file that becomes ``out`` only when the block ends without an error: a failed or
+    interrupted export leaves the previous file as it was, and no half file (a CSV cut
+    after a row reads as a complete one). The new file keeps the previous file's mode, or
+    gets a new file's (the umask's)."""
+    out = Path(out)
+    if out.is_dir():
+        raise MapserviceError(f"{out}: is a directory; name the file to write")
+    if not out.parent.is_dir():
+        raise MapserviceError(f"{out.parent}: no such directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    try:
+        try:
+            mode = stat.S_IMODE(out.stat().st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_geojson(store: Store, out: IO[bytes], source: str | None = None) -> int:
@@ -84,5 +119,5 @@ def export(store: Store, fmt: str, out: Path, source: str | None = None) -> int:
     writers = {"geojson": write_geojson, "csv": write_csv}
     if fmt not in writers:
         raise MapserviceError(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
-    with Path(out).open("wb") as fh:
+    with replacing(out) as fh:
         return writers[fmt](store, fh, source)

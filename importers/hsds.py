@@ -29,9 +29,7 @@ import csv
 import datetime as dt
 import html
 import io
-import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -66,6 +64,8 @@ _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?$")
 _TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"<\s*(br|/p|/li|/div|/h\d)\s*/?>", re.I)
 _ITEM = re.compile(r"<\s*li\b[^>]*>", re.I)
+#: An HTML tag: "<p>", "</li>", "<br/>", "<a href=…>" (not "<6" or "< 30").
+_HAS_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
 _DATED = ("byweekno", "bymonthday", "byyearday", "count", "until", "valid_from", "valid_to")
 # The code of a term of mapservice_translations: field:language (description:en, name:pt-BR).
 _TRANSLATION_CODE = re.compile(r"^([A-Za-z_]\w*):([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)$")
@@ -138,9 +138,11 @@ def _text(value: Any) -> str | None:
 
 
 def _plain(value: Any) -> str | None:
-    """Text without HTML markup (HSDS descriptions are sometimes HTML lists)."""
+    """Text without HTML markup (HSDS descriptions are sometimes HTML lists). Only a text
+    with a tag is read as HTML: "Kinder <6 Jahre & Eltern >30" and "&amp;" in plain text
+    stay as they are."""
     text = _text(value)
-    if text is None or "<" not in text:
+    if text is None or "<" not in text or not _HAS_TAG.search(text):
         return text
     text = _ITEM.sub("\n- ", _BREAK.sub("\n", text))
     text = html.unescape(_TAG.sub("", text))
@@ -690,7 +692,10 @@ class _Mapper:
             if street and city and city.casefold() not in street.casefold() \
                     and city != home["city"]:  # our own city goes without saying
                 street = f"{street}, {city}"
-            rec["address"], rec["postcode"] = street or city, postcode
+            # a postcode without a street (our export writes address_1 ""): no address, not
+            # the name of our own city as one
+            rec["address"] = street or (city if city and city != home["city"] else None)
+            rec["postcode"] = postcode
         rec["wheelchair"] = self._wheelchair(_list(loc.get("accessibility")), warnings, at)
         if any(self._own_term(a.get("taxonomy_term")) == ("location", hsds.APPROXIMATE)
                for a in _list(loc.get("attributes"))):
@@ -1063,29 +1068,22 @@ def export_hsds(store: Store, out: Path, source: str | None = None, *,
     temporary file so a failed export leaves no half file. Confidential resources carry only
     their approximate point and no address (the store's public rows are the source).
     """
-    from .export import published  # the one way exports read every published resource
+    from .export import published, replacing  # the one way exports read and write
 
     taxonomy = default_taxonomy()
-    out = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=".hsds-", suffix=".json", dir=out.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(b'{"contents":[')
-            hits = published(store, source)
-            while chunk := list(islice(hits, batch)):
-                orgs = store.organizations_of([hit.properties["uid"] for hit in chunk])
-                for hit in chunk:
-                    fh.write((b",\n" if count else b"\n") + orjson.dumps(
-                        hsds.service(hit, orgs.get(hit.properties["uid"]), taxonomy)))
-                    count += 1
-            header = hsds.page_header(size=count, total_items=count, page_number=1,
-                                      per_page=max(count, 1))
-            fh.write(b"\n]," + orjson.dumps(header)[1:] + b"\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(Path(out)) as fh:
+        fh.write(b'{"contents":[')
+        hits = published(store, source)
+        while chunk := list(islice(hits, batch)):
+            orgs = store.organizations_of([hit.properties["uid"] for hit in chunk])
+            for hit in chunk:
+                fh.write((b",\n" if count else b"\n") + orjson.dumps(
+                    hsds.service(hit, orgs.get(hit.properties["uid"]), taxonomy)))
+                count += 1
+        header = hsds.page_header(size=count, total_items=count, page_number=1,
+                                  per_page=max(count, 1))
+        fh.write(b"\n]," + orjson.dumps(header)[1:] + b"\n")
     return count
 
 

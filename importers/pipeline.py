@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
@@ -316,7 +317,7 @@ def _run_import(store: Store, path: Path, options: ImportOptions,
     records: Iterable[dict[str, Any]] = valid
     if options.progress is not None:
         records = options.progress(valid, len(valid), "writing")
-    return _write(store, reader, options, write, records, found, report)
+    return _write(store, reader, options, write, records, found, report, str(path))
 
 
 @dataclass
@@ -378,7 +379,7 @@ def check_records(candidates: Iterable[Candidate], geocoder: Geocoder | None,
 
 
 def _write(store: Store, reader: Reader, options: ImportOptions, write: Callable[..., Any],
-           records: Iterable[dict[str, Any]], found: Found, report: ImportReport
+           records: Iterable[dict[str, Any]], found: Found, report: ImportReport, file: str
            ) -> ImportReport:
     """The write of a run. One transaction for the whole run: the source, the records, the
     archived ones and the possible duplicates are written together or not at all; a dry run
@@ -393,9 +394,18 @@ def _write(store: Store, reader: Reader, options: ImportOptions, write: Callable
             attribution=options.attribution or getattr(reader, "attribution", None),
             conn=conn)
         upserted = write(records, source=options.source, changed_by=changed_by, conn=conn)
+        _refuse_own_export(store, options, found, file, conn)
         report.created, report.updated = upserted.created, upserted.updated
         report.unchanged, report.conflicts = upserted.unchanged, upserted.conflicts
         if options.archive_missing:
+            if not (upserted.created or upserted.updated or upserted.unchanged):
+                # --skip-invalid with a file of invalid records only: its records tell
+                # nothing about what the source still offers.
+                raise ImportFailed([Problem(Where(file, field="--archive-missing"), (
+                    "the file has no valid record: every resource of the source "
+                    f"{options.source!r} would be archived; to retire a whole source, run "
+                    f"'mapservice archive-source {options.source}'")), *found.problems],
+                    found.read)
             # A record that is in the file but invalid today is not "gone from the source":
             # keep it. (Streamed: ``found`` is complete once ``records`` is consumed.)
             _status(options, "archiving the records gone from the source")
@@ -405,6 +415,31 @@ def _write(store: Store, reader: Reader, options: ImportOptions, write: Callable
         report.duplicates = store.flag_duplicates(options.source, conn=conn)
         _status(options, "rolling back (dry run)" if options.dry_run else "committing")
     return report
+
+
+#: How many of a file's source ids are compared with the stored public ids: an export of this
+#: database carries the public id of every resource, so a few hundred tell.
+_OWN_EXPORT_SAMPLE = 500
+
+
+def _refuse_own_export(store: Store, options: ImportOptions, found: Found, file: str,
+                       conn: Any) -> None:
+    """Refuse a file whose source ids are public ids of resources stored here: an export of
+    this database (``mapservice export``; its ``id`` is the public id and becomes the source
+    id). Imported again, each of its resources would be listed twice (and with
+    --archive-missing the originals archived). Public ids are random UUIDs: another source's
+    id is never one by chance."""
+    sample = list(islice(found.in_file, _OWN_EXPORT_SAMPLE))
+    hits = [r for r in store.with_uids(sample, conn=conn)
+            if (r["source"], r["source_id"]) != (options.source, r["uid"])]
+    if hits:
+        first = hits[0]
+        raise ImportFailed([Problem(Where(file, field="id"), (
+            f"the ids are public ids of resources stored here ({first['uid']} is "
+            f"{first['name']!r} of the source {first['source']!r}; {len(hits)} of "
+            f"{len(sample)} ids compared): the file is an export of this database, and "
+            "importing it would list each of its resources twice. Import it into another "
+            "database, or re-import the original files of the sources"))], found.read)
 
 
 # ---- a large file: read and validated in a second process while this one writes ----------
@@ -505,7 +540,7 @@ def _run_streamed(store: Store, path: Path, fmt: str, reader: Reader, options: I
         if options.progress is not None:
             records = options.progress(records, None, f"reading and writing {path.name}")
         # (a file this large is the set-based path's; it gives the row path's result)
-        _write(store, reader, options, store.bulk_upsert, records, found, report)
+        _write(store, reader, options, store.bulk_upsert, records, found, report, str(path))
     except _Invalid:
         raise ImportFailed(found.problems, found.read) from None
     finally:

@@ -16,6 +16,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from mapservice.models import COSTS, STATUSES, WHEELCHAIR, Organization, Resource
+from mapservice.urls import to_iri
 from mapservice.taxonomy import default as taxonomy
 
 from . import pipeline
@@ -51,8 +52,10 @@ def normalise_url(value: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname \
             or "." not in parts.hostname or " " in value:
         raise ValueError(f"{value!r} is not a web address (http/https)")
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/",
-                       parts.query, parts.fragment))
+    # one form whatever the file wrote: "xn--" hosts and escaped letters as people write
+    # them (mapservice.urls; a format that needs a URI gets one at export)
+    return to_iri(urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/",
+                              parts.query, parts.fragment)))
 
 
 def normalise_phone(value: str) -> str:

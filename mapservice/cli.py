@@ -10,7 +10,30 @@ from flask.cli import FlaskGroup, with_appcontext
 
 
 def _store():
+    """The app's store, once its database has the schema this version needs."""
+    _check_schema()
     return current_app.extensions["mapservice"]["store"]
+
+
+def _check_schema() -> None:
+    """A command run against a database without the schema (a new SpatiaLite file: e.g. run
+    from another directory, or before ``init-db``) or with an older one says so, instead of
+    failing half-way with "no such table"."""
+    from . import migrate
+
+    engine = current_app.extensions["mapservice"]["engine"]
+    try:
+        found = migrate.current(engine)
+    except Exception as exc:  # noqa: BLE001 - e.g. the server refuses the connection
+        raise click.ClickException(f"cannot read the database "
+                                   f"{engine.url.render_as_string()}: {exc}") from None
+    wanted = migrate.head()
+    if found != wanted:
+        state = "has no tables yet" if found is None else \
+            f"has the schema revision {found}, this version needs {wanted}"
+        raise click.ClickException(
+            f"the database {engine.url.render_as_string()} {state}: run 'mapservice init-db' "
+            "(with the same MAPSERVICE_DATABASE_URL / MAPSERVICE_INSTANCE_DIR)")
 
 
 @click.command("init-db")
@@ -56,8 +79,10 @@ def _status(message: str) -> None:
               help="Input format; detected from the file when not given.")
 @click.option("--source", help="Name of the source (default: the file name without suffix).")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Column/tag mapping file (YAML) instead of the built-in one.")
-@click.option("--crs", help="CRS of coordinates when the file declares none, e.g. EPSG:25832.")
+              help="Column/tag mapping file (YAML), merged over the built-in one "
+                   "(docs/importers.md).")
+@click.option("--crs", help="CRS of the file's coordinates, e.g. EPSG:25832; wins over a CRS "
+              "the file declares.")
 @click.option("--licence", help="Licence of the source, e.g. ODbL-1.0.")
 @click.option("--attribution", help="Attribution text the map shows for this source.")
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
@@ -112,7 +137,8 @@ def import_(path: Path, fmt: str | None, source: str | None, mapping: Path | Non
 @click.option("--level", type=click.Choice(["stadtteil", "bezirk", "auto"]), default="auto",
               show_default=True, help="Which districts the file holds; auto: Stadtteile when "
               "the features name their Bezirk, else Bezirke.")
-@click.option("--crs", help="CRS of coordinates when the file declares none, e.g. EPSG:25832.")
+@click.option("--crs", help="CRS of the file's coordinates, e.g. EPSG:25832; wins over a CRS "
+              "the file declares.")
 @with_appcontext
 def import_boundaries(path: Path, level: str, crs: str | None) -> None:
     """Load Stadtteil/Bezirk polygons from PATH and re-derive every resource's districts."""
@@ -140,17 +166,32 @@ def import_boundaries(path: Path, level: str, crs: str | None) -> None:
 @click.option("--source", help="Only the resources of this source.")
 @with_appcontext
 def export(fmt: str, out: Path, source: str | None) -> None:
-    """Write every published resource to OUT (re-importable; confidential ones approximate)."""
+    """Write every published resource to OUT (re-importable; confidential ones approximate).
+
+    OUT is replaced only when the export is complete: a failed or interrupted one leaves the
+    previous file as it was.
+    """
+    import signal
+
     from importers.export import export as run_export
 
     from .errors import MapserviceError
 
+    store = _store()
+    if source is not None and source not in (known := store.source_names()):
+        raise click.ClickException(f"no source {source!r}; the database has "
+                                   + (", ".join(known) or "none"))
+    # a stop (systemd, kill) ends like Ctrl-C: the partial file is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        count = run_export(_store(), fmt, out, source)
+        count = run_export(store, fmt, out, source)
     except MapserviceError as exc:
         click.echo(f"export failed: {exc.detail}", err=True)
         sys.exit(2)
     click.echo(f"exported {count} resource(s) to {out}")
+    if not count:
+        click.echo("warning: no published resource" + (f" of source {source!r}" if source
+                                                       else "") + " to export", err=True)
 
 
 @click.command("duplicates")
@@ -178,6 +219,27 @@ def duplicates(status: str, limit: int, as_json: bool) -> None:
     click.echo(f"{len(pairs)} pair(s)")
 
 
+@click.command("archive-source")
+@click.argument("source")
+@click.option("--dry-run", is_flag=True, help="Count what would be archived; change nothing.")
+@with_appcontext
+def archive_source(source: str, dry_run: bool) -> None:
+    """Archive every resource of SOURCE (e.g. demo).
+
+    They leave the map, the API and the exports; nothing is deleted: each keeps its history
+    (a new version), and a later import of the source publishes its records again.
+    """
+    store = _store()
+    known = store.source_names()
+    if source not in known:
+        raise click.ClickException(f"no source {source!r}; the database has "
+                                   + (", ".join(known) or "none"))
+    archived = store.archive_missing(source, (), changed_by=f"archive-source:{source}",
+                                     dry_run=dry_run)
+    click.echo(f"{source}: {'would archive' if dry_run else 'archived'} {archived} "
+               f"resource(s)")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -188,6 +250,7 @@ def duplicates(status: str, limit: int, as_json: bool) -> None:
 @click.option("--debug", is_flag=True, help="Flask's development server with the debugger.")
 def serve(host: str, port: int, workers: int | None, threads: int | None, debug: bool) -> None:
     """Serve the app: granian in production, Flask's server with --debug."""
+    _check_schema()
     if debug:
         current_app.run(host=host, port=port, debug=True)
         return
@@ -206,7 +269,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, debug:
 
 def register(app: Flask) -> None:
     for command in (init_db, import_demo, import_, import_boundaries, export, duplicates,
-                    serve):
+                    archive_source, serve):
         app.cli.add_command(command)
 
 

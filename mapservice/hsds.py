@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from opening_hours import State
 
 from . import hours
+from .urls import to_uri
 from .store import Hit
 from .taxonomy import Taxonomy
 
@@ -241,7 +242,7 @@ def schedules(opening_hours: str | None, owner: str) -> list[dict[str, Any]]:
     if not opening_hours:
         return []
     weekly = weekly_intervals(opening_hours)
-    if weekly is None:
+    if not weekly:  # not weekly, or never open ("off", "Mo-Su off"): the string says it
         return [{"id": derived_id("schedule", owner, 0), "description": opening_hours}]
     out = []
     for days, spans in _groups(weekly):
@@ -353,9 +354,10 @@ def organization(org: Mapping[str, Any],
     resources (uid, name) as minimal service objects."""
     out: dict[str, Any] = {"id": org["uid"], "name": org["name"],
                            "description": org.get("description") or ""}
-    for ours, theirs in (("website", "website"), ("email", "email")):
-        if org.get(ours):
-            out[theirs] = org[ours]
+    if org.get("website"):
+        out["website"] = to_uri(org["website"])  # HSDS: format uri
+    if org.get("email"):
+        out["email"] = org["email"]
     if org.get("phone"):
         out["phones"] = [{"id": derived_id("phone", org["uid"]), "number": org["phone"]}]
     if services is not None:
@@ -366,7 +368,8 @@ def organization(org: Mapping[str, Any],
 
 def location(hit: Hit) -> dict[str, Any]:
     """The place of a resource. A confidential one gets only its approximate point (which the
-    store already returns for it), a flag, and no address."""
+    store already returns for it), a flag, and no street address (its postcode, which the API
+    shows too, is kept: an area larger than the point's grid cell)."""
     props = hit.properties
     uid = props["uid"]
     loc_id = derived_id("location", uid)
@@ -376,9 +379,10 @@ def location(hit: Hit) -> dict[str, Any]:
         out["description"] = LOCATION_TERMS[APPROXIMATE][1]
         out["attributes"] = [_attribute(loc_id, "location", _term(
             "mapservice_location", APPROXIMATE, *LOCATION_TERMS[APPROXIMATE]))]
-    elif props.get("address"):
+    if props.get("address") or props.get("postcode"):
+        # (a confidential place's address is never read from the store; its postcode is public)
         out["addresses"] = [{"id": derived_id("address", uid), "location_id": loc_id,
-                             "address_1": props["address"],
+                             "address_1": props.get("address") or "",
                              "postal_code": props.get("postcode") or "",
                              "address_type": "physical", **region()}]
         if props.get("bezirk"):  # for other readers; ours reads the district attributes
@@ -399,7 +403,7 @@ def service(hit: Hit, org: Mapping[str, Any] | None, taxonomy: Taxonomy, *,
     if props.get("description"):
         out["description"] = props["description"]
     if props.get("website"):
-        out["url"] = props["website"]
+        out["url"] = to_uri(props["website"])  # HSDS: format uri
     if props.get("email"):
         out["email"] = props["email"]
     if _date(props.get("last_verified")):

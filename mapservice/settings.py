@@ -43,8 +43,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", "", "SQLAlchemy URL of the database. Empty: a SpatiaLite file "
             "`instance/mapservice.sqlite` under the working directory. PostGIS: "
             "`postgresql+psycopg://user@host/db`."),
-    Setting("SECRET_KEY", "", "Key that signs session cookies and CSRF tokens. Must be the same "
-            "for every worker. Empty: a random key is created once in `instance/secret_key`."),
+    Setting("SECRET_KEY", "", "Flask's key for signed data (session cookies). The app sets "
+            "none today (its one cookie, `lang`, holds the chosen language unsigned); keep it "
+            "secret and the same for every worker for what will use it. Empty: a random key is "
+            "created once in `instance/secret_key`."),
     Setting("INSTANCE_DIR", "instance", "Directory for the embedded database and the generated "
             "secret key."),
     Setting("TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "URL template of the "

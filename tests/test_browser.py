@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -53,7 +53,7 @@ def test_map_shows_demo_markers_without_foreign_requests(app, store, browser_con
     with serve(app) as base:
         page.goto(base + "/?lang=en", wait_until="load")
         page.wait_for_selector(".leaflet-marker-pane > *, .marker-cluster", timeout=10_000)
-        page.wait_for_function("document.querySelectorAll('#ms-results li').length > 0")
+        page.wait_for_function("() => document.querySelectorAll('#ms-results li').length > 0")
         shown = page.eval_on_selector_all(".leaflet-marker-pane > *", "els => els.length")
         listed = page.eval_on_selector_all("#ms-results li", "els => els.length")
         clusters = page.eval_on_selector_all(".marker-cluster", "els => els.length")
@@ -210,7 +210,7 @@ def test_keyboard_users_keep_their_place_and_rtl_pages_read_from_the_right(app, 
                 assert tall <= height, (lang, width, tall)
         page.set_viewport_size({"width": 1280, "height": 800})
         page.goto(f"{base}/?lang=ar", wait_until="load")
-        page.wait_for_function("document.querySelectorAll('#ms-results li').length >= 100")
+        page.wait_for_function("() => document.querySelectorAll('#ms-results li').length >= 100")
         # the widest number fits in the list's margin
         room, needed = page.evaluate("""() => {
             const ol = document.getElementById("ms-results"), li = ol.lastElementChild;
@@ -304,9 +304,24 @@ def test_the_filter_panel_sets_the_filters_and_keeps_the_view(app, store, browse
         assert "where" not in page.url and "z=14" in page.url and "lat=53.5" in page.url
         listed()
         # "Near me": the browser's position, asked on the click; refused: the page says so
+        # Only an area leaves the browser: the view is centred on the position rounded to
+        # ~500 m (the address bar, the API's bbox and the tiles follow the view); the exact
+        # point is only drawn
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/api/v1/resources" in r.url
+                else None)
         page.click("#ms-near-me")
-        page.wait_for_function("() => location.search.includes('lat=53.4606')")
-        assert "z=15" in page.url and "lon=9.983" in page.url
+        page.wait_for_function("() => location.search.includes('z=14')")
+        page.wait_for_selector("#ms-status:has-text('The map shows the area around you.')")
+        view = parse_qs(urlsplit(page.url).query)
+        lat, lon = float(view["lat"][0]), float(view["lon"][0])
+        assert (lat, lon) != (53.4606, 9.9836)
+        assert abs(lat - 53.4606) <= 0.00226 and abs(lon - 9.9836) <= 0.0038, (lat, lon)
+        assert (round(lat / 0.0045) * 0.0045 - lat) < 1e-5  # on the grid, whatever the point
+        west, south, east, north = map(float, parse_qs(urlsplit(asked[-1]).query)["bbox"][0]
+                                       .split(","))
+        assert abs((south + north) / 2 - lat) < 1e-4 and abs((west + east) / 2 - lon) < 1e-4
+        assert page.locator("path.ms-you").count() == 1
         page.evaluate("() => { window.msDenied = true; }")
         page.click("#ms-near-me")
         page.wait_for_selector("#ms-status:has-text('Your location could not be determined')")

@@ -136,3 +136,29 @@ def test_plain_pip_install_ships_templates_data_static_and_migrations(tmp_path):
     engine = make_engine(f"sqlite:///{work / 'instance' / 'mapservice.sqlite'}")
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from resource")).scalar() >= 150
+
+
+def test_commands_on_a_database_without_the_schema_say_to_run_init_db(tmp_path):
+    # e.g. run from another directory: a new, empty SpatiaLite file (was: a traceback "no such
+    # table", and export left an empty file behind)
+    env = {"MAPSERVICE_INSTANCE_DIR": str(tmp_path / "instance")}
+    for args in (["import-demo"], ["export", "--format", "csv", "out.csv"], ["duplicates"],
+                 ["archive-source", "demo"], ["serve", "--port", "1"]):
+        done = _run(args, env, tmp_path)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert "has no tables yet: run 'mapservice init-db'" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out.csv").exists()
+    assert _run(["init-db"], env, tmp_path).returncode == 0
+    engine = make_engine(f"sqlite:///{tmp_path / 'instance' / 'mapservice.sqlite'}")
+    try:
+        history = migrate.head()
+        migrate.downgrade(engine, "-1")
+        older = migrate.current(engine)
+    finally:
+        engine.dispose()
+    done = _run(["duplicates"], env, tmp_path)
+    assert done.returncode == 1
+    assert f"has the schema revision {older}, this version needs {history}" in done.stderr
+    assert _run(["init-db"], env, tmp_path).returncode == 0
+    assert _run(["duplicates"], env, tmp_path).returncode == 0

@@ -115,3 +115,46 @@ def test_format_flag_and_an_unreadable_file(cli, app_store, tmp_path):
     done = cli(broken)
     assert done.exit_code == 2 and "broken.geojson" in done.output
     assert db_state(app_store) == before
+
+
+def test_archive_missing_refuses_a_file_without_a_valid_record(cli, app_store, tmp_path):
+    # --skip-invalid with only invalid rows would have archived the whole source
+    cli(_csv(tmp_path, "treffs.csv", ROWS))
+    (tmp_path / "today").mkdir()
+    broken = _csv(tmp_path / "today", "treffs.csv", ["a9;;53,5;10,0;youth_centre\n"])
+    before = db_state(app_store)
+    for flags in (("--skip-invalid", "--archive-missing"),
+                  ("--skip-invalid", "--archive-missing", "--dry-run")):
+        done = cli(broken, *flags)
+        assert done.exit_code == 2, done.output
+        assert "the file has no valid record: every resource of the source 'treffs' would be " \
+               "archived" in done.output
+        assert "row 1, field 'name': missing name" in done.output
+        assert db_state(app_store) == before
+    # without --archive-missing the run reports the invalid row and changes nothing
+    done = cli(broken, "--skip-invalid")
+    assert done.exit_code == 0 and "invalid 1" in done.output, done.output
+    assert all(r.status == "published" for r in stored(app_store, "treffs").values())
+
+
+def test_archive_source_retires_a_whole_source_and_an_import_brings_it_back(app, app_store,
+                                                                             cli, tmp_path):
+    runner = app.test_cli_runner()
+    path = _csv(tmp_path, "treffs.csv", ROWS)
+    cli(path)
+    unknown = runner.invoke(args=["archive-source", "nope"])
+    assert unknown.exit_code != 0 and "no source 'nope'; the database has treffs" in \
+        unknown.output
+    before = db_state(app_store)
+    dry = runner.invoke(args=["archive-source", "treffs", "--dry-run"])
+    assert dry.exit_code == 0 and "treffs: would archive 3 resource(s)" in dry.output
+    assert db_state(app_store) == before
+    done = runner.invoke(args=["archive-source", "treffs"])
+    assert done.exit_code == 0 and "treffs: archived 3 resource(s)" in done.output
+    assert {r.status for r in stored(app_store, "treffs").values()} == {"archived"}
+    assert app_store.count() == 0
+    again = runner.invoke(args=["archive-source", "treffs"])
+    assert "treffs: archived 0 resource(s)" in again.output
+    report = json.loads(cli(path, "--json").output)
+    assert (report["created"], report["updated"]) == (0, 3)
+    assert {r.status for r in stored(app_store, "treffs").values()} == {"published"}

@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from importers import export
+from importers import ImportFailed, export
 from mapservice.demo import load_demo
 from mapservice.models import Resource
 from mapservice.search import SearchQuery
@@ -112,3 +112,91 @@ def test_hsds_export_goes_to_the_hsds_module(app, store, tmp_path):
     assert "Other" in json.dumps(only_other, ensure_ascii=False)
     assert "Demo: " not in json.dumps(only_other, ensure_ascii=False)
     assert len(json.dumps(everything)) > len(json.dumps(only_other))
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "csv", "hsds"])
+def test_a_failed_export_leaves_the_previous_file(app, store, tmp_path, fmt, monkeypatch):
+    # (was: OUT truncated at once and written page by page: an interrupted export left the
+    # head of a new file, and a CSV cut after a row reads as complete)
+    load_demo(store)
+    (tmp_path / "x").mkdir()
+    out = tmp_path / "x" / "out"
+    _export(app, fmt, out)
+    out.chmod(0o640)
+    before = out.read_bytes()
+    pages = 0
+    real = store.search
+
+    def failing(query):  # the database goes away after the second page
+        nonlocal pages
+        pages += 1
+        if pages > 2:
+            raise OSError(28, "No space left on device")
+        return real(query)
+
+    monkeypatch.setattr(export, "PAGE_SIZE", 20)
+    monkeypatch.setattr(store, "search", failing)
+    with pytest.raises(OSError):
+        export.export(store, fmt, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # no half file left
+    monkeypatch.setattr(store, "search", real)
+    export.export(store, fmt, out)
+    assert (out.stat().st_mode & 0o777) == 0o640  # the previous file's mode is kept
+
+
+def test_export_to_a_directory_or_a_missing_one_says_so(app, store, tmp_path):
+    load_demo(store)
+    runner = app.test_cli_runner()
+    for out, message in ((tmp_path, "is a directory; name the file to write"),
+                         (tmp_path / "nope" / "a.csv", "nope: no such directory")):
+        done = runner.invoke(args=["export", "--format", "csv", str(out)])
+        assert done.exit_code == 2 and message in done.output, done.output
+    unknown = runner.invoke(args=["export", "--format", "csv", str(tmp_path / "a.csv"),
+                                  "--source", "dmeo"])
+    assert unknown.exit_code == 1 and "no source 'dmeo'; the database has demo" in \
+        unknown.output
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_export_reads_one_snapshot_while_an_import_archives(store, monkeypatch):
+    # (was: one read per page: resources archived on an earlier page shifted the later pages,
+    # so resources published all along were skipped and archived ones exported)
+    load_demo(store)
+    everyone = [h.properties["uid"] for h in store.search(SearchQuery(limit=1000)).hits]
+    monkeypatch.setattr(export, "PAGE_SIZE", 25)
+    hits = export.published(store)
+    seen = [next(hits).properties["uid"] for _ in range(30)]  # into the second page
+    with store.session() as session:  # meanwhile an import archives the first 20
+        first = session.scalars(select(Resource).where(Resource.uid.in_(seen[:20]))).all()
+        for res in first:
+            res.status = "archived"
+        session.commit()
+    assert store.count() == len(everyone) - 20
+    seen += [hit.properties["uid"] for hit in hits]
+    assert seen == everyone  # the state when the export began, each once
+    # the next export sees the new state
+    assert len(list(export.published(store))) == len(everyone) - 20
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "csv"])
+def test_an_export_imported_into_its_own_database_is_refused(app, store, engine, tmp_path,
+                                                              fmt):
+    # its ids are the public ids: imported again, every resource was listed twice (and with
+    # --archive-missing the originals archived, so every shared link broke)
+    from .test_import_csv import db_state
+
+    load_demo(store)
+    out = tmp_path / f"demo.{fmt}"
+    _export(app, fmt, out)
+    before = db_state(store)
+    for source in ("demo", "copy"):
+        with pytest.raises(ImportFailed) as err:
+            run(store, out, source=source, archive_missing=True)
+        assert "the file is an export of this database" in err.value.detail
+        assert "of the source 'demo'" in err.value.detail
+        assert db_state(store) == before
+    # into an empty database it imports, and again there it changes nothing
+    _clean(engine)
+    assert run(store, out, source="copy").created == 194
+    assert run(store, out, source="copy").unchanged == 194

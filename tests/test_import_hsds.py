@@ -5,6 +5,7 @@ Real files: every HSDS 3.0 JSON example, the 3.0 tabular datapackage, the 1.1 da
 """
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from functools import lru_cache
@@ -471,6 +472,64 @@ def test_export_validates_and_hides_confidential_places(store, tmp_path):
         if record["location_confidential"]:
             assert str(record["lat"]) not in raw and str(record["lon"]) not in raw
             assert not record["address"] or record["address"] not in raw
+
+
+# What the HSDS round trip lost (a review): a postcode without a street, plain text that looks
+# a little like HTML, a website that is no ASCII URI, hours that are never open.
+EDGES = [
+    {"source_id": "e1", "name": "Nur Postleitzahl", "lat": 53.5611, "lon": 9.9622,
+     "postcode": "22765", "categories": ["counselling"], "opening_hours": "off",
+     "description": "Für Kinder <6 Jahre & Eltern >30.\n\nZweiter   Absatz &amp; mehr",
+     "website": "https://bücherhalle.de/über-uns?q=ä"},
+    {"source_id": "e2", "name": "Schutzraum Nord", "lat": 53.6, "lon": 10.05,
+     "postcode": "22391", "location_confidential": True, "categories": ["crisis_help"],
+     "opening_hours": "Mo-Su off", "translations": {"fa": {"description": "کودکان <6 سال"}},
+     "website": "https://xn--bcher-kva.de/%C3%BCber%20uns"},
+    {"source_id": "e3", "name": "Feiertags zu", "lat": 53.55, "lon": 10.0,
+     "address": "Beispielweg 2", "postcode": "20095", "opening_hours": "PH off",
+     "description": "<p>Offen für <b>alle</b> &amp; jeden</p>"},
+]
+
+
+def test_round_trip_keeps_postcodes_plain_text_websites_and_closed_hours(store, engine,
+                                                                           tmp_path):
+    columns = ("source_id", "name", "lat", "lon", "address", "postcode", "categories",
+               "opening_hours", "description", "website", "location_confidential",
+               "translations")
+    first = tmp_path / "edges.csv"
+    with first.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", *columns[1:]])
+        for rec in EDGES:
+            writer.writerow([json.dumps(rec[c], ensure_ascii=False) if c == "translations"
+                             and c in rec else ";".join(rec[c]) if c == "categories"
+                             and c in rec else rec.get(c, "") for c in columns])
+    assert run_import(store, first, ImportOptions(source="edges")).created == 3
+    stored = {h.properties["name"]: h.properties for h in store.search(SearchQuery()).hits}
+    # a website is stored in one form, whichever the file wrote
+    assert stored["Schutzraum Nord"]["website"] == "https://bücher.de/über%20uns"
+    out = tmp_path / "edges.json"
+    export_hsds(store, out)
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    for service in doc["contents"]:
+        assert hsds_errors("service", service) == [], service["name"]
+    by_name = {s["name"]: s for s in doc["contents"]}
+    assert by_name["Nur Postleitzahl"]["url"] == \
+        "https://xn--bcherhalle-9db.de/%C3%BCber-uns?q=%C3%A4"
+    shelter = by_name["Schutzraum Nord"]["service_at_locations"][0]["location"]
+    assert [a["address_1"] for a in shelter["addresses"]] == [""]  # the postcode, no street
+    _clean(engine)
+    report = run_import(store, out, ImportOptions(source="edges"))
+    assert (report.created, report.invalid) == (3, [])
+    after = {h.properties["name"]: h.properties for h in store.search(SearchQuery()).hits}
+    fields = ("address", "postcode", "description", "translations", "website", "opening_hours",
+              "location_confidential")
+    for name, props in stored.items():
+        expected = {f: props[f] for f in fields}
+        if name == "Feiertags zu":  # real HTML is read as HTML
+            expected["description"] = "Offen für alle & jeden"
+        assert {f: after[name][f] for f in fields} == expected, name
+    assert run_import(store, out, ImportOptions(source="edges")).unchanged == 3
 
 
 def test_weekly_schedules_from_opening_hours():

@@ -6,7 +6,7 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 
 from importers import validate
-from importers.validate import normalise_email
+from importers.validate import normalise_email, normalise_url
 
 ADDRESSES = [
     "a@example.org", "Info@Example.ORG", "POSTMASTER@example.org", "Kontakt@Example.org",
@@ -72,3 +72,24 @@ def test_control_characters_are_found_at_any_depth(rec, found):
     assert list(validate._control_characters(rec)) == [
         (field, f"contains the control character {code} at position {pos}")
         for field, code, pos in found]
+
+
+@pytest.mark.parametrize("iri, uri", [
+    ("https://bücherhalle.de/über-uns?q=ä#teil", "https://xn--bcherhalle-9db.de/%C3%BCber-uns?q=%C3%A4#teil"),
+    ("https://user@bücher.de:8080/x", "https://user@xn--bcher-kva.de:8080/x"),
+    ("https://example.org/a%20b/über", "https://example.org/a%20b/%C3%BCber"),
+    ("https://example.org/plain", "https://example.org/plain"),
+])
+def test_websites_convert_between_iri_and_uri(iri, uri):
+    from mapservice.urls import to_iri, to_uri
+
+    assert to_uri(iri) == uri and to_iri(uri) == iri
+    assert normalise_url(uri) == normalise_url(iri) == iri
+
+
+@pytest.mark.parametrize("kept", ["https://example.org/%FF%C3", "https://example.org/%E2%80%8F",
+                                  "https://example.org/a%2Fb", "https://xn--ample.org/"])
+def test_escapes_that_are_no_letters_stay(kept):
+    from mapservice.urls import to_iri
+
+    assert to_iri(kept) == kept

@@ -20,10 +20,11 @@ import datetime as dt
 import functools
 import math
 import re
+import threading
 import time
 import unicodedata
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -302,6 +303,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._snapshots = threading.local()  # .conn: this thread's, see one_snapshot()
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         keys = tuple(select(*self._public_columns()).selected_columns.keys())
         assert keys[-2:] == ("lon", "lat"), keys
@@ -603,8 +605,33 @@ class Store:
         raise NotImplementedError
 
     # ---- compiled statements ----------------------------------------------------------------
-    def _reading(self) -> Connection:
-        """A pooled connection for the reads of one search."""
+    @contextmanager
+    def one_snapshot(self) -> Iterator[None]:
+        """Every search and count of this thread inside the block reads one state of the
+        database: an export that pages through all resources sees neither a row twice nor
+        a row skipped when an import changes the table meanwhile (with one read per page, a
+        row archived on an earlier page shifted the later pages by one)."""
+        if getattr(self._snapshots, "conn", None) is not None:  # nested: the outer one
+            yield
+            return
+        with self._snapshot_connection() as conn, conn.begin():
+            self._snapshots.conn = conn
+            try:
+                yield
+            finally:
+                self._snapshots.conn = None
+
+    def _snapshot_connection(self) -> Connection:
+        """A connection whose transaction reads one snapshot (SQLite in WAL mode: any read
+        transaction, from its first read on)."""
+        return self.engine.connect()
+
+    def _reading(self) -> Any:
+        """A pooled connection for the reads of one search (the thread's snapshot, if any)."""
+        pinned = getattr(self._snapshots, "conn", None)
+        return nullcontext(pinned) if pinned is not None else self._connect_for_reading()
+
+    def _connect_for_reading(self) -> Connection:
         return self.engine.connect()
 
     def _plan(self, key: tuple[Any, ...], build: Callable[[], Select]) -> _Plan:
@@ -812,6 +839,18 @@ class Store:
             rows = plan.run(conn, {"uid": uid, "statuses": self._list_value(tuple(statuses))})
             return self._hits(conn, rows[:1])[0] if rows else None
 
+    def with_uids(self, uids: Iterable[str], *, conn: Connection | None = None
+                  ) -> list[dict[str, Any]]:
+        """The stored resources (any status) whose public id is one of ``uids``: ``uid``,
+        ``name``, ``source``, ``source_id``."""
+        wanted = sorted(set(map(str, uids)))
+        stmt = (select(Resource.uid, Resource.name, Resource.source, Resource.source_id)
+                .where(Resource.uid.in_(wanted)).order_by(Resource.uid))
+        if conn is not None:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+        with self.engine.connect() as own:
+            return [dict(row) for row in own.execute(stmt).mappings()]
+
     def count(self, statuses: Iterable[str] = ("published",)) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(Resource)
@@ -872,7 +911,7 @@ class Store:
         stmt = (select(r.uid.label("resource_uid"), *(getattr(o, n) for n in fields))
                 .join(o, o.id == r.organization_id)
                 .where(r.uid.in_(list(resource_uids)), r.status == "published"))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return {row["resource_uid"]: {n: row[n] for n in fields}
                     for row in conn.execute(stmt).mappings()}
 
@@ -899,8 +938,15 @@ class Store:
                 .where(Source.name.in_(select(Resource.source).where(
                     Resource.status == "published").distinct()))
                 .order_by(Source.name))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def source_names(self) -> list[str]:
+        """Every source the database knows (registered, or named by a resource), whatever
+        its resources' status."""
+        names = select(Source.name).union(select(Resource.source).distinct()).subquery()
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(names.c[0]).order_by(names.c[0])).scalars())
 
     def history(self, uid: str) -> list[dict[str, Any]]:
         with self.session() as session:

@@ -55,7 +55,11 @@ class PostGISStore(Store):
     def _in_list(self, column: Any, values: Any) -> ColumnElement:
         return column == any_(values)
 
-    def _reading(self) -> Connection:
+    def _snapshot_connection(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="REPEATABLE READ",
+                                                       postgresql_readonly=True)
+
+    def _connect_for_reading(self) -> Connection:
         # Autocommit: no BEGIN and ROLLBACK round trips around a search (each statement
         # reads a snapshot of its own, as under READ COMMITTED anyway).
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")

@@ -115,6 +115,7 @@ def index():
                   "count": _("%(n)s places in this map area.", n="%(n)s"),
                   "more": _("Zoom in to see all."),
                   "error": _("The places could not be loaded. Please try again."),
+                  "nearme": _("The map shows the area around you."),
                   "nolocation": _("Your location could not be determined. Type a postcode "
                                   "or district instead."),
                   # opening hours: "PH off" -> "public holidays closed", "24/7"

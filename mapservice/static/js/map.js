@@ -88,6 +88,7 @@
     var status = document.getElementById("ms-status");
     var pending = null;
     var generation = 0;
+    var nearNote = false;  // the next status line says that the map moved to the visitor
 
     function load() {
       var b = map.getBounds();
@@ -205,9 +206,11 @@
       cluster.addLayers(added);
       shown = next;
       if (status) {
-        status.textContent = options.texts.count.replace("%(n)s", String(data.features.length)) +
+        status.textContent = (nearNote ? options.texts.nearme + " " : "") +
+          options.texts.count.replace("%(n)s", String(data.features.length)) +
           (data.links && data.links.some(function (l) { return l.rel === "next"; }) ? " " + options.texts.more : "");
       }
+      nearNote = false;
       var state = new URLSearchParams(window.location.search);
       var c = map.getCenter();
       state.set("lat", c.lat.toFixed(5)); state.set("lon", c.lng.toFixed(5)); state.set("z", String(map.getZoom()));
@@ -250,14 +253,28 @@
           });
       });
     }
-    // "Near me": the browser's position (asked only on this click; it never leaves the
-    // browser: the map moves there and loads that area as after any move)
+    // "Near me": the browser's position, asked only on this click. Only an area leaves the
+    // browser: the map is centred on the position rounded to a grid of ~500 m, so that the
+    // API's bbox, the address bar and the tile server see that area as after any move; the
+    // exact point is only drawn on the map.
     var nearMe = document.getElementById("ms-near-me");
+    var you = null;
     if (nearMe && navigator.geolocation) {
       nearMe.hidden = false;
       nearMe.addEventListener("click", function () {
         navigator.geolocation.getCurrentPosition(function (position) {
-          map.setView([position.coords.latitude, position.coords.longitude], 15);
+          var here = L.latLng(position.coords.latitude, position.coords.longitude);
+          var step = 0.0045;  // degrees of latitude: ~500 m
+          var lat = Math.round(here.lat / step) * step;
+          var lonStep = step / Math.max(0.05, Math.cos(lat * Math.PI / 180));
+          var lon = Math.round(here.lng / lonStep) * lonStep;
+          if (you) { map.removeLayer(you); }
+          you = L.circleMarker(here, {radius: 7, weight: 3, color: "#ffffff", fillColor: "#1a5fb4",
+                                      fillOpacity: 1, interactive: false,
+                                      className: "ms-you"}).addTo(map);
+          nearNote = true;
+          map.setView([Math.max(-85, Math.min(85, lat)), Math.max(-180, Math.min(180, lon))],
+                      14, {animate: false});
         }, function () {
           if (status) { status.textContent = options.texts.nolocation; }
         }, {enableHighAccuracy: false, timeout: 15000, maximumAge: 300000});
