@@ -2,6 +2,7 @@
 127.0.0.1 except tile requests."""
 from __future__ import annotations
 
+import re
 import shutil
 from urllib.parse import parse_qs, urlsplit
 
@@ -249,6 +250,67 @@ def test_keyboard_users_keep_their_place_and_rtl_pages_read_from_the_right(app, 
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
         pad = page.locator(".ms-error").evaluate("e => getComputedStyle(e).paddingInlineStart")
         assert float(pad.removesuffix("px")) >= 8
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_small_maps_zoomed_pages_and_keyboard_reach_every_place(app, store, browser_context):
+    """Found by an accessibility review: on a short map (a page zoomed to 200 %, a phone held
+    sideways) a popup closed by itself; the filter panel was wider than its column; Leaflet's
+    buttons and the clusters had English or bare-number names; a popup opened from a marker
+    with the keyboard kept the focus on the marker; error pages offered to skip to a list."""
+    load_demo(store)
+    page = browser_context.new_page()
+    page.route("**/*", lambda route: route.abort()
+               if urlsplit(route.request.url).hostname != "127.0.0.1" else route.continue_())
+    with serve(app) as base:
+        for width, height in ((640, 400), (667, 375)):  # 1280x800 at 200 %, a phone sideways
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(f"{base}/?lang=en", wait_until="load")
+            page.wait_for_selector("#ms-results li", state="attached", timeout=10_000)
+            name = page.locator("#ms-results li button").first.inner_text()
+            page.locator("#ms-results li button").first.click()
+            page.wait_for_selector(".leaflet-popup")
+            page.wait_for_timeout(1500)  # the popup's pan moved the map; the area reloaded
+            assert page.locator(".leaflet-popup").count() == 1, (width, height)
+            assert page.locator(".leaflet-popup strong").inner_text() == name
+            assert page.evaluate("() => document.activeElement.className") == "ms-popup"
+            box = page.locator(".leaflet-popup").bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= height  # on screen
+        for width in (320, 1024):  # a phone; a desktop at 125-175 %
+            page.set_viewport_size({"width": width, "height": 700})
+            for lang in ("de", "ar"):
+                page.goto(f"{base}/?lang={lang}", wait_until="load")
+                inner, scroll = page.evaluate("""() => { const l = document.querySelector(
+                    ".ms-list"); return [l.clientWidth, l.scrollWidth]; }""")
+                assert scroll <= inner, (width, lang, inner, scroll)
+                near = page.locator("#ms-near-me").bounding_box()
+                assert 0 <= near["x"] and near["x"] + near["width"] <= width, (width, lang)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(f"{base}/?lang=ar", wait_until="load")
+        page.wait_for_selector(".marker-cluster", state="attached", timeout=10_000)
+        assert page.get_attribute(".leaflet-control-zoom-in", "aria-label") == "تكبير"
+        assert page.get_attribute(".leaflet-control-zoom-out", "title") == "تصغير"
+        cluster = page.get_by_role("button", name=re.compile(r"^عدد الأماكن هنا: \d+\. تكبير$"))
+        assert cluster.count() >= 1
+        # Enter on a marker: the focus goes into its popup, Escape (also on the close button)
+        # brings it back to the marker
+        lon, lat = page.evaluate("""async () => (await (await fetch(
+            "/api/v1/resources?q=Mehrgenerationentreff%20Ottensen")).json())
+            .features[0].geometry.coordinates""")
+        page.goto(f"{base}/?lang=ar&lat={lat}&lon={lon}&z=18", wait_until="load")
+        marker = page.locator(".leaflet-marker-pane .awesome-marker").first
+        marker.wait_for(state="attached", timeout=10_000)
+        marker.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.activeElement.classList.contains('ms-popup')")
+        assert page.get_attribute(".leaflet-popup-close-button", "aria-label") == "إغلاق"
+        page.focus(".leaflet-popup-close-button")
+        page.keyboard.press("Escape")
+        page.wait_for_selector(".leaflet-popup", state="detached")
+        assert page.evaluate("""() => document.activeElement.classList.contains(
+            "awesome-marker")""")
+        page.goto(f"{base}/nope?lang=en", wait_until="load")
+        assert page.inner_text(".ms-skip") == "Skip to the content"
 
 
 @pytest.mark.parametrize("backend", ["spatialite"], indirect=True)

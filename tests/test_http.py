@@ -202,12 +202,21 @@ def test_the_panels_where_field_centres_the_map_on_a_place(demo_client):
     assert "lon=10.0" in location and "where" not in location and "q=" not in location
     altona = demo_client.get("/?where=%20Altona%20").headers["Location"]
     assert "lat=53.5" in altona and "z=1" in altona
-    # an empty one is no place; an unknown one a 400 page that suggests the closest names
+    # an empty one is no place; an unknown one: the map page again (400), the form as it was,
+    # the problem at the field in the page's language, the closest names as links that keep
+    # the other filters
     assert demo_client.get("/?lang=en&where=").headers["Location"] == "/?lang=en"
-    r = demo_client.get("/?lang=en&where=Altonna")
+    r = demo_client.get("/?lang=en&where=Altonna&category=counselling&cost=free")
     assert r.status_code == 400 and r.mimetype == "text/html"
     page = r.get_data(as_text=True)
-    assert "(in “where”)" in page and "did you mean" in page and "Altona" in page
+    assert 'id="ms-map' in page or "ms-map" in page
+    assert "“Altonna” is not a postcode, Stadtteil or Bezirk we know." in page
+    assert 'value="Altonna" aria-invalid="true"' in page
+    assert "Did you mean:" in page and \
+        'href="/?lang=en&amp;category=counselling&amp;cost=free&amp;where=Altona"' in page
+    assert '<option value="counselling" selected>' in page
+    ar = demo_client.get("/?lang=ar&where=Altonna").get_data(as_text=True)
+    assert "«Altonna» ليس رمزًا بريديًا أو حيًّا أو منطقة نعرفها." in ar and "هل تقصد:" in ar
     assert demo_client.get("/?where=a&where=b").status_code == 400
     assert demo_client.get("/?where=%FF").status_code == 400
 

@@ -64,8 +64,9 @@ def _moved(args: list[tuple[str, str]]) -> Any:
 
 def _go_to_place(values: list[str]) -> Any:
     """The panel's "where" (a postcode, Stadtteil or Bezirk, read by the offline gazetteer
-    first, as /api/v1/geocode reads it): the page centred there, with the other filters; an
-    empty one is left out. A place it does not know is a 400 page with suggestions."""
+    first, as /api/v1/geocode reads it): a 303 to the page centred there, with the other
+    filters; an empty one is left out. A place it does not know: what the page says at the
+    field (the typed text, the closest names with their links)."""
     rest = [(k, v) for k, v in request.args.items(multi=True) if k != "where"
             and (v != "" or k not in MAP_FILTERS)]
     if len(values) > 1:
@@ -75,10 +76,12 @@ def _go_to_place(values: list[str]) -> Any:
         return _moved(rest)
     found = geocode.find_place(text[:MAX_TEXT_LENGTH], current_app.config)
     if not found:
-        close = geocode.default().suggest(text)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise InvalidParameter("where", f"no postcode, Stadtteil or Bezirk {text[:60]!r} is "
-                                        f"known{hint}")
+        # the page again, the form as it was, the problem at the field and the closest names
+        # as links (each with the other filters and the view)
+        base = url_for("web.index") + "?"
+        return {"text": text[:MAX_TEXT_LENGTH],
+                "suggestions": [(name, base + urlencode([*rest, ("where", name)]))
+                                for name in geocode.default().suggest(text)]}
     place = found[0]
     view = [(k, v) for k, v in rest if k not in ("lat", "lon", "z")]
     return _moved([*view, ("lat", f"{place['lat']:.5f}"), ("lon", f"{place['lon']:.5f}"),
@@ -94,8 +97,11 @@ def index():
     # The API's own checks: a value it would refuse is a 400 page naming the parameter, not a
     # map that stays empty with "could not be loaded".
     check_query_text((*MAP_FILTERS, "where"))
+    where_error = None
     if "where" in request.args:
-        return _go_to_place(request.args.getlist("where"))
+        where_error = _go_to_place(request.args.getlist("where"))
+        if not isinstance(where_error, dict):
+            return where_error
     if any(value == "" for name in MAP_FILTERS for value in request.args.getlist(name)):
         # An empty field of the filter form (sent without JavaScript): no filter. The page's
         # address is the one without it (map.js hands the filters on to the API, which
@@ -116,6 +122,9 @@ def index():
                   "more": _("Zoom in to see all."),
                   "error": _("The places could not be loaded. Please try again."),
                   "nearme": _("The map shows the area around you."),
+                  # Leaflet's buttons and markercluster's groups, named in the page's language
+                  "zoomin": _("Zoom in"), "zoomout": _("Zoom out"), "close": _("Close"),
+                  "cluster": _("Places here: %(n)s. Zoom in", n="%(n)s"),
                   "nolocation": _("Your location could not be determined. Type a postcode "
                                   "or district instead."),
                   # opening hours: "PH off" -> "public holidays closed", "24/7"
@@ -128,7 +137,8 @@ def index():
     response = make_response(render_template(
         "map.html", map=build_map(current_app.config, client, nonce=g.csp_nonce),
         csp_nonce=g.csp_nonce, demo=any(s["name"] == "demo" for s in sources), sources=sources,
-        panel=_filter_panel(taxonomy, lang)))
+        panel={**_filter_panel(taxonomy, lang), "where_error": where_error}),
+        400 if where_error else 200)
     # Each answer has its own nonce: no shared cache may hand it to another visitor, and the
     # browser asks again (its back/forward cache still works, which no-store would prevent).
     response.headers["Cache-Control"] = "private, no-cache"

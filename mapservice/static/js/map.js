@@ -84,6 +84,25 @@
   function attach(map, cluster, options) {
     // metric only: one line, which the attribution beside it does not cover on a phone
     L.control.scale({imperial: false}).addTo(map);
+    // Leaflet names its buttons in English ("Zoom in", "Close popup"): in the page's language
+    function name(node, text) {
+      if (node && text) { node.setAttribute("title", text); node.setAttribute("aria-label", text); }
+    }
+    if (map.zoomControl) {
+      var zoom = map.zoomControl.getContainer();
+      name(zoom.querySelector(".leaflet-control-zoom-in"), options.texts.zoomin);
+      name(zoom.querySelector(".leaflet-control-zoom-out"), options.texts.zoomout);
+    }
+    // A cluster is a button: its name says what it holds and does ("12 places here, zoom
+    // in"), not only the number it shows (markercluster's own classes and sizes).
+    cluster.options.iconCreateFunction = function (group) {
+      var n = group.getChildCount();
+      var box = el("div");
+      box.appendChild(el("span", {"aria-hidden": "true"}, n));
+      box.appendChild(el("span", {"class": "ms-sr"}, options.texts.cluster.replace("%(n)s", String(n))));
+      return L.divIcon({html: box, iconSize: L.point(40, 40), className: "marker-cluster marker-cluster-" +
+                        (n < 10 ? "small" : n < 100 ? "medium" : "large")});
+    };
     var list = document.getElementById("ms-results");
     var status = document.getElementById("ms-status");
     var pending = null;
@@ -136,16 +155,20 @@
     // (Escape, its close button) brings it back to the place's entry in the list: the list is
     // rebuilt after every move of the map, and a keyboard or screen-reader user must not be
     // dropped at the top of the page.
-    var returnTo = null;
+    var returnTo = null;  // {key: a list entry} or {node: a marker's element}
+    var openMarker = null;  // whose popup is open: kept on the map by show()
 
     function focusPopup(marker) {
       var popup = marker.getPopup();
       var box = popup && popup.getElement() && popup.getElement().querySelector(".ms-popup");
       if (!box) { return; }
-      box.addEventListener("keydown", function (event) {
-        if (event.key === "Escape") { marker.closePopup(); }
-      });
+      // the focus moves without scrolling the map's own box (Leaflet positions its panes);
+      // the page scrolls the map into view instead (on a phone the list is below it)
       box.focus({preventScroll: true});
+      var r = map.getContainer().getBoundingClientRect();
+      if (r.top < 0 || r.bottom > window.innerHeight) {
+        map.getContainer().scrollIntoView({block: "nearest"});
+      }
     }
 
     function listEntry(key) {
@@ -153,17 +176,41 @@
         function (b) { return b.getAttribute("data-key") === key; });
     }
 
+    map.on("popupopen", function (event) {
+      var popup = event.popup;
+      var source = popup._source;
+      openMarker = source || null;
+      var node = popup.getElement();
+      if (!node) { return; }
+      name(node.querySelector(".leaflet-popup-close-button"), options.texts.close);
+      if (!node.msEscape) {  // Escape closes it, also on its close button
+        node.msEscape = true;
+        node.addEventListener("keydown", function (e) {
+          if (e.key === "Escape") { map.closePopup(popup); }
+        });
+      }
+      // opened from a marker with the keyboard: the focus goes into the popup (its links
+      // would otherwise come after every other marker) and back to the marker on close
+      var icon = source && source.getElement && source.getElement();
+      if (icon && document.activeElement === icon && returnTo === null) {
+        returnTo = {node: icon};
+        focusPopup(source);
+      }
+    });
+
     map.on("popupclose", function (event) {
+      if (event.popup._source === openMarker) { openMarker = null; }
       if (returnTo === null) { return; }
-      var key = returnTo;
+      var target = returnTo;
       returnTo = null;
       // only when the focus was in the popup (Escape, its close button; Leaflet may still be
       // fading it out) or went down with it, not when a click on the map took it
       var active = document.activeElement;
       var closed = event.popup && event.popup.getElement();
       if (active && active !== document.body && !(closed && closed.contains(active))) { return; }
-      var entry = listEntry(key);
-      (entry || document.getElementById("ms-content")).focus();
+      var back = target.key !== undefined ? listEntry(target.key) :
+        (target.node && document.body.contains(target.node) ? target.node : null);
+      (back || document.getElementById("ms-content")).focus();
     });
 
     function show(data) {
@@ -187,8 +234,8 @@
                                      "data-key": marker.msKey}, p.name);
           button.addEventListener("click", function () {
             cluster.zoomToShowLayer(marker, function () {
+              returnTo = {key: marker.msKey};
               marker.openPopup();
-              returnTo = marker.msKey;
               focusPopup(marker);
             });
           });
@@ -201,6 +248,12 @@
       if (focused !== null) {
         (listEntry(focused) || document.getElementById("ms-content")).focus({preventScroll: true});
       }
+      // The marker whose popup is open stays, also when the new area no longer holds it: on
+      // a short map (a phone held sideways, a page zoomed to 200 %) the popup's own pan moves
+      // its marker out of the area, and removing it closed the popup again at once.
+      if (openMarker && openMarker.msKey && shown[openMarker.msKey] && !next[openMarker.msKey]) {
+        next[openMarker.msKey] = openMarker;
+      }
       cluster.removeLayers(Object.keys(shown).filter(function (key) { return !next[key]; })
         .map(function (key) { return shown[key]; }));
       cluster.addLayers(added);
@@ -212,6 +265,7 @@
       }
       nearNote = false;
       var state = new URLSearchParams(window.location.search);
+      state.delete("where");  // a place the page did not know: not part of the view
       var c = map.getCenter();
       state.set("lat", c.lat.toFixed(5)); state.set("lon", c.lng.toFixed(5)); state.set("z", String(map.getZoom()));
       window.history.replaceState(null, "", "?" + state.toString());
