@@ -29,6 +29,7 @@ import os
 import random
 import signal
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ def main() -> None:
                else spatialite_database(OUT / f"map-bench-{size}.sqlite"))
         try:
             loaded = load(url, size, args.seed)
-            proc, port = serve(["python", "-m", "mapservice", "serve", "--port", "{port}",
+            proc, port = serve([sys.executable, "-m", "mapservice", "serve", "--port", "{port}",
                                 "--workers", "2"], url, ROOT,
                                MAPSERVICE_TILE_URL="http://127.0.0.1:9/{z}/{x}/{y}.png")
             try:
