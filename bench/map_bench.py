@@ -15,7 +15,9 @@ fresh SpatiaLite file (or ``--backend postgis``: a database of its own on
 3. **bytes per viewport**: the API request the page sends for a 1280x800 map (its ``bbox``
    at each zoom 11-18, ``limit`` = ``MAPSERVICE_MAX_PAGE_SIZE``) around random resources: the
    largest answer, unencoded and as sent with ``Accept-Encoding: br, gzip`` (what browsers
-   send).
+   send);
+4. **counts per cell**: ``/api/v1/clusters`` for those views at zoom 11-14 (what the page asks
+   when its area holds more than one answer): latency (one client) and size.
 
     python -m bench.map_bench --sizes 10000,100000 [--rounds 10] [--backend spatialite|postgis]
 """
@@ -115,6 +117,27 @@ _FIRST_MARKER = """
 """
 
 
+def cluster_times(port: int, points: list[tuple[float, float]]) -> dict[str, Any]:
+    """Latency and size of /api/v1/clusters for the page's view at zoom 11-14 around
+    ``points`` (one cell per ~80 px, as map.js asks)."""
+    grid = math.ceil(max(MAP_WIDTH, MAP_HEIGHT) / 80)
+    times, sizes = [], []
+    for zoom in range(11, 15):
+        for lat, lon in points:
+            bbox = ",".join(f"{v:.6f}" for v in viewport_bbox(lat, lon, zoom))
+            path = "/api/v1/clusters?" + urlencode({"bbox": bbox, "grid": grid})
+            started = time.perf_counter()
+            status, body, _ = get(port, path)
+            times.append((time.perf_counter() - started) * 1000)
+            assert status == 200, (status, body[:200])
+            sizes.append(len(body))
+    times.sort()
+    return {"clusters_ms": {"median": round(statistics.median(times), 1),
+                            "p95": round(times[int(0.95 * (len(times) - 1))], 1),
+                            "max": round(times[-1], 1)},
+            "clusters_max_bytes": max(sizes), "requests": len(times)}
+
+
 def first_markers(port: int, rounds: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -177,8 +200,9 @@ def main() -> None:
                 row = {"size": size, "backend": args.backend, "load": loaded,
                        "loadavg_before": loadavg(), **shell(port)}
                 row.update(first_markers(port, args.rounds))
-                row["viewports"] = viewports(
-                    port, resource_points(port, args.points, random.Random(args.seed)), limit)
+                points = resource_points(port, args.points, random.Random(args.seed))
+                row["viewports"] = viewports(port, points, limit)
+                row.update(cluster_times(port, points))
                 row["loadavg_after"] = loadavg()
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -196,6 +220,9 @@ def main() -> None:
         for zoom, v in row["viewports"].items():
             print(f"    z{zoom}: {v['max_bytes']:,} / {v['max_bytes_sent']:,} bytes, "
                   f"{v['max_features']} features")
+        print(f"  /api/v1/clusters, zoom 11-14 ({row['requests']} requests): median "
+              f"{row['clusters_ms']['median']} ms, p95 {row['clusters_ms']['p95']} ms, max "
+              f"{row['clusters_ms']['max']} ms; at most {row['clusters_max_bytes']:,} bytes")
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (OUT / f"map-bench-{stamp}.json").write_text(json.dumps(results, indent=2))

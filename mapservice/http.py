@@ -33,7 +33,8 @@ READ_ROOTS = ("/api/v1", "/ogc", "/hsds")
 _API_ROOTS = ("/api", "/ogc", "/hsds")  # errors at and below these are problem+json
 # Responses built from the resource table get Last-Modified = the newest resource.updated_at
 # (of any status: archiving or unpublishing a resource changes what the public sees, too).
-_RESOURCE_DATA_PREFIXES = ("/api/v1/resources", "/ogc/collections/", "/hsds/")
+_RESOURCE_DATA_PREFIXES = ("/api/v1/resources", "/api/v1/clusters", "/ogc/collections/",
+                           "/hsds/")
 # Short: moderators change data, and a stale answer should not outlive a minute.
 API_CACHE_CONTROL = "public, max-age=60"
 COMPRESS_MIN_BYTES = 500

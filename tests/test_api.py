@@ -277,3 +277,81 @@ def test_sources_lists_attribution(demo_client):
     doc = demo_client.get("/api/v1/sources").get_json()
     assert [s["name"] for s in doc["sources"]] == ["demo"]
     assert doc["sources"][0]["licence"] == "CC0-1.0"
+
+
+# ---- /api/v1/clusters: what the map shows when its area holds more than one page ------------
+CITY = "9.7,53.39,10.33,53.75"
+
+
+def _all(client, query: str) -> list[dict]:
+    return client.get(f"/api/v1/resources?limit=1000&{query}").get_json()["features"]
+
+
+def test_clusters_count_every_match_of_the_filters_per_cell(demo_client):
+    r = demo_client.get(f"/api/v1/clusters?bbox={CITY}")
+    assert r.status_code == 200 and r.mimetype == "application/geo+json"
+    assert r.headers["ETag"] and r.headers["Cache-Control"] == "public, max-age=60"
+    doc = r.get_json()
+    matches = _all(demo_client, f"bbox={CITY}")
+    assert doc["numberMatched"] == len(matches) == sum(
+        f["properties"]["count"] for f in doc["features"]) > 150
+    assert doc["numberReturned"] == len(doc["features"]) <= 16 * 16
+    # each cell sits at the mean of its places: inside the box, and one cell per place at a
+    # fine enough grid holds exactly the places (the same filters, the same points)
+    for f in doc["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        assert 9.7 <= lon <= 10.33 and 53.39 <= lat <= 53.75
+    fine = demo_client.get(f"/api/v1/clusters?bbox=9.95,53.54,10.0,53.57&grid=64"
+                           "&category=counselling").get_json()
+    places = _all(demo_client, "bbox=9.95,53.54,10.0,53.57&category=counselling")
+    assert fine["numberMatched"] == len(places) > 0
+    single = sorted(tuple(f["geometry"]["coordinates"]) for f in fine["features"]
+                    if f["properties"]["count"] == 1)
+    points = {tuple(round(c, 6) for c in p["geometry"]["coordinates"]) for p in places}
+    assert single and set(single) <= points
+    # the filters are the API's: a narrower query counts fewer
+    for query in ("category=library", "language=ar", "q=sprach", "district=Altona",
+                  "cost=free&wheelchair=yes", "open_at=2026-03-02T10:00"):
+        narrow = demo_client.get(f"/api/v1/clusters?bbox={CITY}&{query}").get_json()
+        assert narrow["numberMatched"] == len(_all(demo_client, f"bbox={CITY}&{query}")), \
+            query
+
+
+def test_clusters_keep_their_cells_when_the_map_pans(demo_client):
+    def cells(bbox: str) -> dict:
+        doc = demo_client.get(f"/api/v1/clusters?bbox={bbox}&grid=8").get_json()
+        return {tuple(f["geometry"]["coordinates"]): f["properties"]["count"]
+                for f in doc["features"]}
+
+    # two boxes of the same size, shifted by exactly one cell: the cells they share agree
+    width = 0.2
+    cell = width / 8
+    a = cells(f"9.9,53.45,{9.9 + width},53.65")
+    b = cells(f"{9.9 + cell},53.45,{9.9 + width + cell},53.65")
+    shared = set(a) & set(b)
+    assert len(shared) >= len(a) // 2
+    assert all(a[k] == b[k] for k in shared)
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("", "bbox"), (f"bbox={CITY}&limit=10", "limit"), (f"bbox={CITY}&near=53.5,10", "near"),
+    (f"bbox={CITY}&sort=name", "sort"), (f"bbox={CITY}&offset=5", "offset"),
+    (f"bbox={CITY}&grid=0", "grid"), (f"bbox={CITY}&grid=65", "grid"),
+    (f"bbox={CITY}&grid=1_0", "grid"), (f"bbox={CITY}&grid=8&grid=9", "grid"),
+    (f"bbox={CITY}&category=nope", "category"), (f"bbox={CITY}&f=csv", "f"),
+    ("bbox=10.3,53.4,9.7,53.7", "bbox"),
+])
+def test_clusters_refuse_what_they_cannot_do(demo_client, query, parameter):
+    r = demo_client.get(f"/api/v1/clusters?{query}")
+    assert r.status_code == 400 and r.mimetype == "application/problem+json"
+    assert r.get_json()["parameter"] == parameter
+
+
+def test_a_confidential_place_counts_at_its_approximate_point(demo_client, store):
+    from mapservice.store.base import approximate
+
+    store.upsert([{"source_id": "s", "name": "Schutzraum", "lat": 53.71234, "lon": 10.31234,
+                   "location_confidential": True}], source="c", changed_by="test")
+    doc = demo_client.get("/api/v1/clusters?bbox=10.25,53.68,10.33,53.75&grid=64").get_json()
+    assert [(tuple(f["geometry"]["coordinates"]), f["properties"]["count"])
+            for f in doc["features"]] == [(approximate(10.31234, 53.71234), 1)]

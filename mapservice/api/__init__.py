@@ -1,6 +1,8 @@
 """``/api/v1``: the read API. Thin: parse a SearchQuery, call the store, render."""
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, Response, current_app, g, request
 
 from .. import geocode
@@ -8,7 +10,7 @@ from ..errors import InvalidParameter, NotFound
 from ..geojson import feature_bytes, feature_collection, properties, to_csv
 from ..http import json_response, request_url, use_last_modified
 from ..i18n import preferred_language
-from ..search import parse_search, parse_text
+from ..search import integer, parse_search, parse_text
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -72,6 +74,44 @@ def resources() -> Response:
     if g.get("negotiated"):  # a shared cache must not hand CSV to a GeoJSON client
         response.vary.add("Accept")
     return response
+
+
+#: /resources' parameters that order or page a list: a grid of counts has neither.
+_LIST_ONLY = ("near", "radius", "sort", "limit", "offset")
+#: Cells along the longer side of the box: at most MAX_GRID² cells per answer.
+DEFAULT_GRID, MAX_GRID = 16, 64
+
+
+@bp.get("/clusters")
+def clusters() -> Response:
+    """Every match of the filters in ``bbox``, counted per cell of a grid (``grid`` cells
+    along the box's longer side, square on a Web Mercator map): what the map shows when its
+    area holds more places than one answer of /resources may carry."""
+    for name in _LIST_ONLY:
+        if name in request.args:
+            raise InvalidParameter(name, "not a parameter of /clusters, which counts every "
+                                         "match in bbox")
+    raw = _single("grid")
+    grid = DEFAULT_GRID if raw is None else integer(raw)
+    if grid is None or not 1 <= grid <= MAX_GRID:
+        raise InvalidParameter("grid", f"must be a whole number from 1 to {MAX_GRID}")
+    query = parse_search(request.args, taxonomy=_ctx()["taxonomy"], extra=("grid",))
+    if query.bbox is None:
+        raise InvalidParameter("bbox", "required: minlon,minlat,maxlon,maxlat")
+    minlon, minlat, maxlon, maxlat = query.bbox
+    # degrees of latitude per degree of longitude on the map (Mercator, at the box's middle)
+    k = max(math.cos(math.radians((minlat + maxlat) / 2)), 0.01)
+    cx = max(maxlon - minlon, (maxlat - minlat) / k, 1e-6) / grid
+    cells, newest = _ctx()["store"].clusters(query, (cx, cx * k))
+    use_last_modified(newest)
+    return json_response({
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature",
+                      "geometry": {"type": "Point",
+                                   "coordinates": [round(lon, 6), round(lat, 6)]},
+                      "properties": {"count": n}} for lon, lat, n in cells],
+        "numberMatched": sum(n for *_, n in cells), "numberReturned": len(cells),
+    }, mimetype=FORMATS["geojson"])
 
 
 @bp.get("/resources/<uid>")

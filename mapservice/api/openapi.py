@@ -183,6 +183,20 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
                            "(default GeoJSON).",
             "schema": {"type": "string", "enum": list(FORMATS)},
         },
+        "cluster_bbox": {
+            "name": "bbox", "in": "query", "required": True,
+            "description": "The area to count in, `minlon,minlat,maxlon,maxlat` (WGS84 degrees).",
+            "schema": {"type": "string",
+                       "pattern": f"^\\s*{_NUMBER}(\\s*,\\s*{_NUMBER}){{3}}\\s*$"},
+            "example": "9.7,53.39,10.33,53.75",
+        },
+        "grid": {
+            "name": "grid", "in": "query", "required": False,
+            "description": "Cells along the box's longer side (on a Web Mercator map; the "
+                           "cells are square there and anchored at -180/-90, so a map panned at "
+                           "one zoom keeps its cells). The map asks for one cell per ~80 px.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 64, "default": 16},
+        },
         "feature_f": {
             "name": "f", "in": "query", "required": False,
             "description": "Output format: a GeoJSON Feature (the only one).",
@@ -320,6 +334,9 @@ def _hsds_parameters(page_size: int, max_page_size: int) -> dict[str, Any]:
 RESOURCE_QUERY = ("near", "radius", "bbox", "q", "category", "audience", "language", "cost",
                   "wheelchair", "open_now", "open_at", "district", "updated_since", "sort",
                   "limit", "offset", "f")
+#: /clusters: the filters of /resources, a required box and the grid; no order, page or format.
+CLUSTER_QUERY = ("cluster_bbox", "grid", "q", "category", "audience", "language", "cost",
+                 "wheelchair", "open_now", "open_at", "district", "updated_since")
 
 
 def _ogc_params(names: tuple[str, ...], *, items: bool = False) -> list[str]:
@@ -424,6 +441,29 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
                     "properties": {"type": {"type": "string", "enum": ["Feature"]},
                                    "id": string, "geometry": _ref("schemas", "Point"),
                                    "properties": _ref("schemas", "ResourceProperties")}},
+        "Clusters": {
+            "type": "object", "required": ["type", "features", "numberMatched",
+                                           "numberReturned"],
+            "properties": {
+                "type": {"type": "string", "enum": ["FeatureCollection"]},
+                "features": {"type": "array", "items": {
+                    "type": "object", "required": ["type", "geometry", "properties"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["Feature"]},
+                        "geometry": {"type": "object", "required": ["type", "coordinates"],
+                                     "properties": {
+                                         "type": {"type": "string", "enum": ["Point"]},
+                                         "coordinates": {"type": "array", "minItems": 2,
+                                                         "maxItems": 2,
+                                                         "items": {"type": "number"}}}},
+                        "properties": {"type": "object", "required": ["count"],
+                                       "properties": {"count": {"type": "integer",
+                                                                "minimum": 1}}}}}},
+                "numberMatched": {"type": "integer", "minimum": 0,
+                                  "description": "Matches in the box: the sum of the counts."},
+                "numberReturned": {"type": "integer", "minimum": 0,
+                                   "description": "Cells in the answer."}},
+        },
         "FeatureCollection": {
             "type": "object", "required": ["type", "features", "numberReturned", "links"],
             "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
@@ -810,6 +850,17 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 "Filters combine with AND; the values of one filter with OR. Paging: `limit` "
                 "and `offset`, or follow the `next` link (also sent as a `Link` header).",
                 list(RESOURCE_QUERY), resources_ok)},
+            f"{API}/clusters": {"get": _operation(
+                "clusterResources", "Resources", "Matches counted per grid cell",
+                "Every match of the filters (those of `/api/v1/resources`) in `bbox`, counted "
+                "per cell of a grid: one Point per cell that holds any, at the mean of its "
+                "places' public points (a confidential place at its approximate one), with "
+                "`count`. What the map shows when its area holds more places than one page "
+                "of `/api/v1/resources` may carry. `near`, `radius`, `sort`, `limit` and "
+                "`offset` are refused: the answer counts every match.",
+                list(CLUSTER_QUERY),
+                _ok("The cells.", {GEOJSON: {"schema": _ref("schemas", "Clusters")}},
+                    last_modified=True))},
             f"{API}/resources/{{id}}": {"get": _operation(
                 "getResource", "Resources", "One resource",
                 "A published resource as a GeoJSON Feature.", ["id", "feature_f"],

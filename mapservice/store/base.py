@@ -634,6 +634,42 @@ class Store:
     def _connect_for_reading(self) -> Connection:
         return self.engine.connect()
 
+    @retry_read
+    def clusters(self, query: SearchQuery, cell: tuple[float, float]
+                 ) -> tuple[list[tuple[float, float, int]], dt.datetime | None]:
+        """The matches of ``query`` (its filters and ``bbox``; not its order or page)
+        counted per cell of a grid of ``cell`` = (degrees of longitude, of latitude),
+        anchored at (-180, -90) so that a map panned at the same zoom gets the same cells:
+        ``(lon, lat, count)`` per cell that holds any, at the mean of its members' public
+        points (a confidential place counts at its approximate one); and the newest change
+        (Last-Modified). What a map shows instead of the places when its area holds too many
+        to send (``/api/v1/clusters``)."""
+        cx, cy = cell
+        with self._reading() as conn:
+            where = self._filters(conn, query)
+            if query.open_at is not None:
+                # SQL cannot read OSM opening hours: the open ones among the matches' distinct
+                # strings become a filter (as :meth:`_open_rows` does for a rare match)
+                when = hours.local(query.open_at)
+                values = conn.execute(select(Resource.opening_hours).where(
+                    and_(true(), *where, Resource.opening_hours.is_not(None))).distinct()
+                ).scalars()
+                open_values = [v for v in values if hours.resource_is_open(v, when)]
+                if not open_values:
+                    return [], self._newest_change(conn)
+                where = [*where, self._one_of(Resource.opening_hours, open_values)]
+            x, y = func.ST_X(Resource.geom), func.ST_Y(Resource.geom)
+            gx = self._cell_index((x + 180.0) / cx)
+            gy = self._cell_index((y + 90.0) / cy)
+            stmt = (select(func.avg(x), func.avg(y), func.count())
+                    .where(and_(true(), *where)).group_by(gx, gy))
+            cells = [(float(lon), float(lat), int(n)) for lon, lat, n in conn.execute(stmt)]
+            return cells, self._newest_change(conn)
+
+    def _cell_index(self, value: ColumnElement) -> ColumnElement:
+        """The whole number below ``value`` (>= 0): a grid cell's index."""
+        return func.floor(value)
+
     def _plan(self, key: tuple[Any, ...], build: Callable[[], Select]) -> _Plan:
         """The statement of shape ``key`` (see :meth:`_params`), built by ``build`` and
         compiled on first use. The cache holds SQL text derived from code only, one entry per

@@ -81,6 +81,11 @@ class SpatiaLiteStore(Store):
     def _list_param(self, name: str, value: Any) -> Any:
         return bindparam(name, value, type_=String)
 
+    def _cell_index(self, value: ColumnElement) -> ColumnElement:
+        # floor() is one of SQLite's optional math functions; the value is >= 0, where the
+        # cast to an integer truncates to the same number
+        return value.cast(Integer)
+
     def _in_list(self, column_: Any, values: Any) -> ColumnElement:
         each = func.json_each(values).table_valued("value")
         return column_.in_(select(each.c.value))

@@ -119,7 +119,9 @@ def index():
         "texts": {"website": _("Website"), "approximate": _("Approximate area only: the exact "
                                                              "address is protected."),
                   "count": _("%(n)s places in this map area.", n="%(n)s"),
-                  "more": _("Zoom in to see all."),
+                  # more places in the area than one answer carries: counts per cell
+                  "many": _("%(n)s places in this map area: zoom in or filter to list them.",
+                            n="%(n)s"),
                   "error": _("The places could not be loaded. Please try again."),
                   "nearme": _("The map shows the area around you."),
                   # Leaflet's buttons and markercluster's groups, named in the page's language

@@ -71,7 +71,8 @@ def build_map(config: Mapping[str, Any], client: Mapping[str, Any], nonce: str
     cluster = MarkerCluster(name="resources", control=False,
                             options={"chunkedLoading": True, "maxClusterRadius": 50})
     cluster.add_to(fmap)
-    ResourceLoader(cluster, {"api": url_for("api.resources"), "limit": config["MAX_PAGE_SIZE"],
+    ResourceLoader(cluster, {"api": url_for("api.resources"), "clusters": url_for("api.clusters"),
+                             "limit": config["MAX_PAGE_SIZE"],
                              **client}).add_to(fmap)
     root = fmap.get_root()
     root.render()

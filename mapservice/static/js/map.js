@@ -95,14 +95,20 @@
     }
     // A cluster is a button: its name says what it holds and does ("12 places here, zoom
     // in"), not only the number it shows (markercluster's own classes and sizes).
-    cluster.options.iconCreateFunction = function (group) {
-      var n = group.getChildCount();
+    function countIcon(n) {
       var box = el("div");
       box.appendChild(el("span", {"aria-hidden": "true"}, n));
       box.appendChild(el("span", {"class": "ms-sr"}, options.texts.cluster.replace("%(n)s", String(n))));
       return L.divIcon({html: box, iconSize: L.point(40, 40), className: "marker-cluster marker-cluster-" +
                         (n < 10 ? "small" : n < 100 ? "medium" : "large")});
-    };
+    }
+    cluster.options.iconCreateFunction = function (group) { return countIcon(group.getChildCount()); };
+    // More places in the area than one answer may carry: the server counts them per cell of
+    // a grid (/api/v1/clusters), and the map shows those counts, each a button that zooms
+    // in, instead of an arbitrary thousand of them (which in a table filled in spatial
+    // order were all in one corner of the city).
+    var cells = L.layerGroup().addTo(map);
+    var CELL_PX = 80;
     var list = document.getElementById("ms-results");
     var status = document.getElementById("ms-status");
     var pending = null;
@@ -120,9 +126,22 @@
         return Math.max(-180, Math.min(180, v)).toFixed(6); }).join(","));
       query.set("limit", String(options.limit));
       var mine = ++generation;
+      function json(r) { if (!r.ok) { throw new Error(r.status); } return r.json(); }
       fetch(options.api + "?" + query.toString(), {headers: {Accept: "application/geo+json"}})
-        .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
-        .then(function (data) { if (mine === generation) { show(data); } })
+        .then(json)
+        .then(function (data) {
+          if (mine !== generation) { return; }
+          if (!(data.links || []).some(function (l) { return l.rel === "next"; })) {
+            show(data);
+            return;
+          }
+          query.delete("limit");
+          var size = map.getSize();
+          query.set("grid", String(Math.max(1, Math.min(64, Math.ceil(Math.max(size.x, size.y) / CELL_PX)))));
+          return fetch(options.clusters + "?" + query.toString()).then(json).then(function (grid) {
+            if (mine === generation) { showCells(grid); }
+          });
+        })
         .catch(function () { if (status) { status.textContent = options.texts.error; } });
     }
 
@@ -213,7 +232,33 @@
       (back || document.getElementById("ms-content")).focus();
     });
 
+    function showCells(grid) {
+      map.closePopup();
+      cluster.clearLayers();
+      shown = {};
+      cells.clearLayers();
+      grid.features.forEach(function (f) {
+        var at = L.latLng(f.geometry.coordinates[1], f.geometry.coordinates[0]);
+        L.marker(at, {icon: countIcon(f.properties.count), keyboard: true})
+          .on("click", function () { map.setView(at, Math.min(map.getZoom() + 2, map.getMaxZoom())); })
+          .addTo(cells);
+      });
+      if (list) {
+        if (list.contains(document.activeElement)) {
+          document.getElementById("ms-content").focus({preventScroll: true});
+        }
+        list.textContent = "";
+      }
+      if (status) {
+        status.textContent = (nearNote ? options.texts.nearme + " " : "") +
+          options.texts.many.replace("%(n)s", String(grid.numberMatched));
+      }
+      nearNote = false;
+      remember();
+    }
+
     function show(data) {
+      cells.clearLayers();
       var next = {};
       var added = [];
       // the entry that has the focus gets it back in the new list (or the list itself)
@@ -260,10 +305,14 @@
       shown = next;
       if (status) {
         status.textContent = (nearNote ? options.texts.nearme + " " : "") +
-          options.texts.count.replace("%(n)s", String(data.features.length)) +
-          (data.links && data.links.some(function (l) { return l.rel === "next"; }) ? " " + options.texts.more : "");
+          options.texts.count.replace("%(n)s", String(data.features.length));
       }
       nearNote = false;
+      remember();
+    }
+
+    // The address bar and the language links keep the current view (and the filters).
+    function remember() {
       var state = new URLSearchParams(window.location.search);
       state.delete("where");  // a place the page did not know: not part of the view
       var c = map.getCenter();
