@@ -290,13 +290,24 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+#: The longest cell read (Python's csv module stops at 128 KiB): a description may be long, and
+#: mapservice's own export writes whatever the database holds.
+CSV_FIELD_LIMIT = 16 << 20
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+
+
+_GUARDED = ("=", "+", "-", "@")  # what a spreadsheet would read as a formula
+
+
 def text_value(value: Any) -> str | None:
     """A cell as text: stripped, empty -> None, ``12.0`` -> ``12``, a list -> its first
     non-empty item; the apostrophe that guards a spreadsheet formula (``'+49 ...``, as
-    mapservice's own CSV export writes it) is dropped."""
+    mapservice's own CSV export writes it; ``''=Treff'`` for a text that starts with such an
+    apostrophe itself) is dropped."""
     if type(value) is str:  # every CSV cell: the short way
         text = value.strip()
-        if len(text) > 1 and text[0] == "'" and text[1] in "=+-@":
+        if text[:1] == "'" and (text[1:2] in _GUARDED or (text[1:2] == "'"
+                                                          and text[2:3] in _GUARDED)):
             text = text[1:]
         return text or None
     value = _scalar(value)
@@ -703,8 +714,10 @@ class CsvReader:
                     item += 1
                     where = Where(file, item)
                     yielded += 1
+                    hint = ("a cell longer than the reader takes" if "field larger" in str(exc)
+                            else "check the quotes")
                     yield Candidate(where, {}, [Problem(where, f"broken CSV from line {line}: "
-                                                        f"{exc} (check the quotes)")])
+                                                        f"{exc} ({hint})")])
                     continue
                 item += 1
                 if not any(c.strip() for c in cells):

@@ -48,7 +48,8 @@ from mapservice.store import Store
 from mapservice.taxonomy import default as default_taxonomy
 
 from . import validate
-from .pipeline import Candidate, ImportFailed, ImportOptions, Problem, Where, register
+from .pipeline import (GEOJSON_TYPE, Candidate, ImportFailed, ImportOptions, Problem, Where,
+                       register)
 
 MAPPING_FILE = DATA_DIR / "mappings" / "hsds_taxonomy.yaml"
 WORDS_FILE = DATA_DIR / "mappings" / "categories.yaml"
@@ -1018,7 +1019,7 @@ class HSDSReader:
                 head = fh.read(65536).decode("utf-8", "ignore")
         except OSError:
             return False
-        if '"FeatureCollection"' in head or '"Feature"' in head:
+        if GEOJSON_TYPE.search(head):  # (a service named "Feature" is no GeoJSON)
             return False
         return _SNIFF.search(head) is not None
 

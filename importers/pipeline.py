@@ -21,6 +21,7 @@ on is invalid with the reason.
 from __future__ import annotations
 
 import gc
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -415,6 +416,11 @@ def _write(store: Store, reader: Reader, options: ImportOptions, write: Callable
         report.duplicates = store.flag_duplicates(options.source, conn=conn)
         _status(options, "rolling back (dry run)" if options.dry_run else "committing")
     return report
+
+
+#: A GeoJSON object's type member: how the JSON readers tell GeoJSON (a place or an
+#: organisation named "Feature" does not make a file GeoJSON).
+GEOJSON_TYPE = re.compile(r'"type"\s*:\s*"Feature(?:Collection)?"')
 
 
 #: How many of a file's source ids are compared with the stored public ids: an export of this

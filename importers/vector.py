@@ -22,7 +22,8 @@ import shapely
 
 from .csv_reader import (CODED_FIELDS, FIELDS, LIST_FIELDS, RowMapper, finish, load_mapping,
                          transformer)
-from .pipeline import Candidate, ImportFailed, ImportOptions, Problem, Where, register
+from .pipeline import (GEOJSON_TYPE, Candidate, ImportFailed, ImportOptions, Problem, Where,
+                       register)
 from .validate import json_kind, text_problem
 
 _SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".zip", ".gml", ".xml", ".kml", ".fgb",
@@ -61,8 +62,11 @@ def read_layers(path: Path, layer: str | None = None) -> Iterator[Layer]:
 
     file = str(path)
     source = gdal_path(path)
-    gml = path.suffix.lower() in (".gml", ".xml")
-    options = _GML_OPTIONS if gml else {}
+    suffix = path.suffix.lower()
+    # GeoJSON: text stays text (GDAL would read a property whose every value looks like a
+    # time, "10:00", as a Time and hand on "10:00:00")
+    options = (_GML_OPTIONS if suffix in (".gml", ".xml")
+               else {"DATE_AS_STRING": "YES"} if suffix in (".geojson", ".json") else {})
     errors = (DataSourceError, DataLayerError, FieldError, GeometryError, OSError, ValueError,
               RuntimeError)
     if path.is_file() and path.stat().st_size == 0:
@@ -149,7 +153,7 @@ class VectorReader:
         if suffix == ".json":  # also Overpass and HSDS: only claim GeoJSON
             with path.open("rb") as fh:
                 head = fh.read(4096).decode("utf-8", "replace")
-            return '"FeatureCollection"' in head or '"Feature"' in head
+            return GEOJSON_TYPE.search(head) is not None
         if suffix == ".zip":
             try:
                 with zipfile.ZipFile(path) as archive:
@@ -190,7 +194,7 @@ class VectorReader:
                 where = Where(layer.file, positions[index] if positions else index + 1,
                               "feature")
                 row = layer.row(index)
-                cand = mapper(row, where)
+                cand = mapper(_as_written(row), where)
                 if positions and entries is not None:
                     cand.problems += entries.problems(positions[index], columns.fields, where,
                                                       row)
@@ -204,6 +208,14 @@ class VectorReader:
                 yield finish(cand)
         if not features:
             raise ImportFailed([Problem(Where(str(path)), "the file has no features")])
+
+
+def _as_written(row: dict[str, Any]) -> dict[str, Any]:
+    """The attributes for the column mapper, which drops the apostrophe a spreadsheet puts
+    before = + - @ (the formula guard of CSV files, mapservice's export included): a GIS
+    file's text that starts so ("'=Treff'") keeps it, so it gets one more here."""
+    return {key: "'" + value if type(value) is str and value[:1] == "'"
+            and value[1:2] in ("=", "+", "-", "@") else value for key, value in row.items()}
 
 
 #: Fields that take one text (or number): GDAL would turn a JSON true, object or list in

@@ -136,13 +136,19 @@ def feature_collection(hits: Iterable[Hit], **members: Any) -> bytes:
     return b"".join((b'{"type":"FeatureCollection","features":[', body, b"]", sep, tail))
 
 
+_FORMULA = ("=", "+", "-", "@")
+
+
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return ";".join(map(str, value))
     if isinstance(value, dict):
         return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value  # a spreadsheet must not run a cell as a formula
+    if isinstance(value, str) and (value[:1] in ("=", "+", "-", "@", "\t", "\r")
+                                   or (value[:1] == "'" and value[1:2] in _FORMULA)):
+        # a spreadsheet must not run a cell as a formula; a text that starts with the guard
+        # itself ("'=Treff'") gets one more, so that the import's removal of one is exact
+        return "'" + value
     return value
 
 

@@ -200,3 +200,24 @@ def test_an_export_imported_into_its_own_database_is_refused(app, store, engine,
     _clean(engine)
     assert run(store, out, source="copy").created == 194
     assert run(store, out, source="copy").unchanged == 194
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "csv"])
+def test_round_trip_of_long_texts_and_texts_that_start_like_a_formula(app, store, engine,
+                                                                       tmp_path, fmt):
+    # (was: a cell over 128 KiB broke the CSV import, "check the quotes"; a text that starts
+    # with the formula guard itself, "'=Treff'", lost its apostrophe in CSV and GeoJSON)
+    texts = {"a": ("'=Treff'", "x" * 200_000), "b": ("'-) Smiley-Club", "=1+1"),
+             "c": ("@home e.V.", "'@mention ist kein Befehl")}
+    store.upsert([{"source_id": key, "name": name, "description": description,
+                   "lat": 53.55, "lon": 10.0 + i / 100}
+                  for i, (key, (name, description)) in enumerate(texts.items())],
+                 source="texts", changed_by="test")
+    out = tmp_path / f"texts.{fmt}"
+    _export(app, fmt, out)
+    _clean(engine)
+    report = run(store, out, source="back")
+    assert (report.created, report.invalid) == (3, [])
+    back = {(h.properties["name"], h.properties["description"])
+            for h in store.search(SearchQuery(limit=10)).hits}
+    assert back == set(texts.values())

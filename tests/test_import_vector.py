@@ -186,6 +186,24 @@ def test_json_sniffing_claims_only_geojson(tmp_path):
     assert reader.sniff(geojson(tmp_path, [], "a.json"))
     overpass = write(tmp_path, "o.json", json.dumps({"version": 0.6, "elements": []}))
     assert not reader.sniff(overpass)
+    # a name "Feature" in an HSDS file is no GeoJSON (was: claimed, then refused by GDAL)
+    hsds = write(tmp_path, "h.json", json.dumps({"contents": [
+        {"id": "s1", "name": "Feature", "organization": {"name": "FeatureCollection"},
+         "service_at_locations": []}], "total_items": 1}))
+    assert not reader.sniff(hsds)
+    assert detect_format(hsds) == "hsds"
+
+
+def test_geojson_text_that_looks_like_a_time_stays_as_written(tmp_path):
+    # GDAL typed a property whose every value looks like a time as Time: "10:00" -> "10:00:00"
+    path = geojson(tmp_path, [({"type": "Point", "coordinates": [9.99, 53.55]},
+                               {"name": "Treff", "description": "10:00",
+                                "opening_hours": "Mo 10:00-12:00"}),
+                              ({"type": "Point", "coordinates": [9.98, 53.55]},
+                               {"name": "2024-05-01", "description": "12:30"})])
+    first, second = read(path)
+    assert (first.record["description"], second.record["description"],
+            second.record["name"]) == ("10:00", "12:30", "2024-05-01")
 
 
 # ---- bad files: clear errors, nothing written ---------------------------------------------------
