@@ -390,10 +390,13 @@ def _write(store: Store, reader: Reader, options: ImportOptions, write: Callable
     with store.transaction(dry_run=options.dry_run) as conn:
         # A format may name the licence its data always carries (OSM: ODbL, which requires
         # the attribution on the map); an explicit --licence/--attribution wins.
+        # A file may name them itself (mapservice's GeoJSON export: its "sources" member).
+        named = reader.licence_of(Path(file)) if hasattr(reader, "licence_of") else None
+        licence, attribution = named or (getattr(reader, "licence", None),
+                                         getattr(reader, "attribution", None))
         store.register_source(
-            options.source, licence=options.licence or getattr(reader, "licence", None),
-            attribution=options.attribution or getattr(reader, "attribution", None),
-            conn=conn)
+            options.source, licence=options.licence or licence,
+            attribution=options.attribution or attribution, conn=conn)
         upserted = write(records, source=options.source, changed_by=changed_by, conn=conn)
         _refuse_own_export(store, options, found, file, conn)
         report.created, report.updated = upserted.created, upserted.updated

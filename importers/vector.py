@@ -165,6 +165,36 @@ class VectorReader:
                 return b"opengis.net/gml" in fh.read(4096)
         return True
 
+    def licence_of(self, path: Path) -> tuple[str | None, str | None] | None:
+        """The licence and attribution a GeoJSON file names for its data: the ``sources``
+        member of mapservice's export (``[{"name", "licence", "attribution", ...}]``), all
+        of them joined when the file holds several sources' data. None when it names none
+        (or is no GeoJSON)."""
+        if path.suffix.lower() not in (".geojson", ".json") or not path.is_file():
+            return None
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(1 << 20)
+        except OSError:
+            return None
+        found = _SOURCES.search(head)
+        if found is None:
+            return None
+        try:  # the member is written first, on one line; read that array alone
+            sources, _end = json.JSONDecoder().raw_decode(found.group(1).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(sources, list):
+            return None
+
+        def joined(key: str) -> str | None:
+            values = [s[key].strip() for s in sources if isinstance(s, dict)
+                      and isinstance(s.get(key), str) and s[key].strip()]
+            return "; ".join(dict.fromkeys(values)) or None
+
+        licence, attribution = joined("licence"), joined("attribution")
+        return (licence, attribution) if licence or attribution else None
+
     def read(self, path: Path, options: ImportOptions) -> Iterator[Candidate]:
         mapping = load_mapping(options.mapping)
         features = 0
@@ -208,6 +238,11 @@ class VectorReader:
                 yield finish(cand)
         if not features:
             raise ImportFailed([Problem(Where(str(path)), "the file has no features")])
+
+
+#: The start of a FeatureCollection with the "sources" member mapservice's export writes.
+_SOURCES = re.compile(rb'^\s*\{\s*"type"\s*:\s*"FeatureCollection"\s*,\s*"sources"\s*:\s*'
+                      rb'(\[.*?\])\s*,\s*"features"', re.S)
 
 
 def _as_written(row: dict[str, Any]) -> dict[str, Any]:

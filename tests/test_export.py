@@ -221,3 +221,33 @@ def test_round_trip_of_long_texts_and_texts_that_start_like_a_formula(app, store
     back = {(h.properties["name"], h.properties["description"])
             for h in store.search(SearchQuery(limit=10)).hits}
     assert back == set(texts.values())
+
+
+def test_a_geojson_export_brings_its_sources_licence_and_attribution_back(app, store, engine,
+                                                                         tmp_path):
+    # (was: the "sources" member was written and ignored: an OSM source's ODbL attribution,
+    # which the map must show, was gone after the round trip)
+    store.register_source("osm", licence="ODbL-1.0", attribution="© OpenStreetMap contributors")
+    store.upsert([{"source_id": "node/1", "name": "Treff", "lat": 53.55, "lon": 10.0}],
+                 source="osm", changed_by="test")
+    out = tmp_path / "osm.geojson"
+    _export(app, "geojson", out)
+    _clean(engine)
+    run(store, out, source="osm-copy")
+    assert store.sources_in_use() == [{"name": "osm-copy", "licence": "ODbL-1.0",
+                                       "attribution": "© OpenStreetMap contributors",
+                                       "url": None}]
+    # given on the command line, they win
+    _clean(engine)
+    run(store, out, source="osm-copy", licence="CC0-1.0", attribution="mine")
+    assert [(s["licence"], s["attribution"]) for s in store.sources_in_use()] == [
+        ("CC0-1.0", "mine")]
+    # several sources in one file: all their licences and attributions
+    store.register_source("demo", licence="CC0-1.0", attribution="Demo")
+    load_demo(store)
+    both = tmp_path / "both.geojson"
+    _export(app, "geojson", both)
+    _clean(engine)
+    run(store, both, source="all")
+    (source,) = store.sources_in_use()
+    assert "CC0-1.0" in source["licence"] and "mine" in source["attribution"]
