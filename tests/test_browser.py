@@ -343,6 +343,17 @@ def test_small_maps_zoomed_pages_and_keyboard_reach_every_place(app, store, brow
         page.wait_for_selector(".leaflet-popup", state="detached")
         assert page.evaluate("""() => document.activeElement.classList.contains(
             "awesome-marker")""")
+        # a focused marker that the reload clusters anew hands the focus to its cluster
+        # (it fell to the page's body)
+        marker.focus()
+        page.evaluate("""() => { const name = Object.keys(window).find(k => k.startsWith("map_")
+            && window[k] instanceof L.Map); window[name].setZoom(12, {animate: false}); }""")
+        page.wait_for_function("() => location.search.includes('z=12')")
+        page.wait_for_timeout(500)
+        assert page.evaluate("() => document.activeElement.classList.contains('marker-cluster')")
+        # the map's own box says which keys it takes
+        keys = page.get_attribute(".leaflet-container", "aria-describedby")
+        assert keys == "ms-map-keys" and "+" in page.inner_text("#ms-map-keys")
         page.goto(f"{base}/nope?lang=en", wait_until="load")
         assert page.inner_text(".ms-skip") == "Skip to the content"
 

@@ -88,6 +88,10 @@
     function name(node, text) {
       if (node && text) { node.setAttribute("title", text); node.setAttribute("aria-label", text); }
     }
+    // the map's own box takes the keyboard (arrows move it, + and - zoom): say so
+    if (document.getElementById("ms-map-keys")) {
+      map.getContainer().setAttribute("aria-describedby", "ms-map-keys");
+    }
     if (map.zoomControl) {
       var zoom = map.zoomControl.getContainer();
       name(zoom.querySelector(".leaflet-control-zoom-in"), options.texts.zoomin);
@@ -259,6 +263,14 @@
 
     function show(data) {
       cells.clearLayers();
+      // a marker that has the keyboard's focus (Tab moves through them and pans the map,
+      // whose reload then clusters them anew) keeps it, or hands it to its cluster
+      var focusedMarker = null;
+      Object.keys(shown).some(function (key) {
+        var icon = shown[key].getElement && shown[key].getElement();
+        if (icon && icon === document.activeElement) { focusedMarker = shown[key]; }
+        return focusedMarker !== null;
+      });
       var next = {};
       var added = [];
       // the entry that has the focus gets it back in the new list (or the list itself)
@@ -303,6 +315,11 @@
         .map(function (key) { return shown[key]; }));
       cluster.addLayers(added);
       shown = next;
+      if (focusedMarker && (document.activeElement === document.body || !document.activeElement)) {
+        var holder = next[focusedMarker.msKey] ? cluster.getVisibleParent(focusedMarker) : null;
+        var node = holder && holder.getElement && holder.getElement();
+        (node || document.getElementById("ms-content")).focus({preventScroll: true});
+      }
       if (status) {
         status.textContent = (nearNote ? options.texts.nearme + " " : "") +
           options.texts.count.replace("%(n)s", String(data.features.length));
