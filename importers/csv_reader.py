@@ -418,7 +418,22 @@ def _translations(value: Any) -> dict[str, dict[str, str]]:
             isinstance(v, dict) and all(isinstance(t, str) for t in v.values())
             for v in parsed.values()):
         raise _Bad("expected a JSON object {\"en\": {\"description\": \"...\"}}")
-    return parsed
+    # the rules of every format (HSDS reads its translation terms so): a language code as key
+    # ("en", "pt-BR"), a field name, the text stripped, an empty one no translation
+    out: dict[str, dict[str, str]] = {}
+    for language, fields in parsed.items():
+        if not _LANGUAGE_TAG.fullmatch(language):
+            raise _Bad(f"{language[:40]!r} is no language code (en, ar, pt-BR, ...)")
+        for field, text in fields.items():
+            if not _FIELD_NAME.fullmatch(field):
+                raise _Bad(f"{language}: {field[:40]!r} is no field name (name, description)")
+            if text.strip():
+                out.setdefault(language, {})[field] = text.strip()
+    return out
+
+
+_LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def content_id(record: Mapping[str, Any]) -> str:

@@ -3,6 +3,7 @@ crafted bad files (nothing written), and re-imports on both backends."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,28 @@ def test_control_characters_in_nested_fields_are_named(store, tmp_path):
     assert sorted((p.where.item, p.where.field) for p in report.invalid) == [
         (1, "translations.ar.name"), (2, "organization.name")]
     assert report.created == 0
+
+
+def test_translations_follow_the_rules_of_every_format(store, tmp_path):
+    # (was: any key and any text taken, while HSDS refused "english", dropped empty texts and
+    # stripped them: the formats disagreed)
+    def row(value: dict) -> str:
+        return '1,Treff,53.5,10.0,"' + json.dumps(value, ensure_ascii=False).replace(
+            '"', '""') + '"\n'
+
+    header = "id,name,lat,lon,translations\n"
+    for value, message in (({"english": {"name": "x"}}, "'english' is no language code"),
+                           ({"en": {"Name!": "x"}}, "en: 'Name!' is no field name")):
+        with pytest.raises(ImportFailed) as err:
+            run(store, write(tmp_path, "t.csv", header + row(value)))
+        assert message in err.value.problems[0].message
+        assert err.value.problems[0].where.field == "translations"
+    run(store, write(tmp_path, "t.csv", header + row(
+        {"en": {"name": "  padded  ", "description": ""}, "pt-BR": {"name": "Encontro"},
+         "ar": {"address": "شارع"}})))
+    assert stored(store)["1"].translations == {"en": {"name": "padded"},
+                                                "pt-BR": {"name": "Encontro"},
+                                                "ar": {"address": "شارع"}}
 
 
 def test_values_longer_than_their_columns_are_named(store, tmp_path):
