@@ -226,12 +226,16 @@ def test_keyboard_users_keep_their_place_and_rtl_pages_read_from_the_right(app, 
         assert where.evaluate("e => getComputedStyle(e).direction") == "rtl"
         assert where.locator("bdi").count() == 1
         # Enter on a place: the focus goes into its popup, right-to-left like the page ...
+        listed = page.locator("#ms-results li").count()
         entry = page.get_by_role("button", name=name)
         entry.focus()
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.activeElement.classList.contains('ms-popup')")
-        page.wait_for_timeout(800)  # the map moved and the list was rebuilt meanwhile
+        page.wait_for_timeout(800)  # the map moved meanwhile
         assert page.evaluate("() => document.activeElement.className") == "ms-popup"
+        # ... the list stays as it was (it shrank to the zoomed area's few places) ...
+        assert page.locator("#ms-results li").count() == listed
+        assert "z=" in page.url and "z=11" not in page.url  # the address follows the view
         popup = page.locator(".leaflet-popup-content .ms-popup")
         assert popup.evaluate("e => getComputedStyle(e).direction") == "rtl"
         assert popup.evaluate("e => getComputedStyle(e).textAlign") in ("start", "right")

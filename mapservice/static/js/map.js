@@ -290,10 +290,16 @@
           var button = el("button", {type: "button", "class": "ms-result", dir: "auto",
                                      "data-key": marker.msKey}, p.name);
           button.addEventListener("click", function () {
+            // the moves this causes (zooming to the marker, the popup's pan) keep the list as
+            // it is: a keyboard or screen-reader user stays at their place in it (it shrank
+            // to the few places of the zoomed area, 190 -> 4); the next move of their own
+            // reloads it
+            listMoveUntil = Infinity;
             cluster.zoomToShowLayer(marker, function () {
               returnTo = {key: marker.msKey};
               marker.openPopup();
               focusPopup(marker);
+              listMoveUntil = Date.now() + 800;  // the popup's own pan, which follows
             });
           });
           item.appendChild(button);
@@ -400,8 +406,13 @@
         }, {enableHighAccuracy: false, timeout: 15000, maximumAge: 300000});
       });
     }
+    var listMoveUntil = 0;  // until then, moves come from opening a place in the list
     map.on("moveend", function () {
       if (pending) { window.clearTimeout(pending); }
+      if (Date.now() < listMoveUntil) {
+        remember();  // the address bar follows the view; the list and markers stay
+        return;
+      }
       pending = window.setTimeout(load, 150);
     });
     load();
