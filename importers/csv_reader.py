@@ -42,7 +42,9 @@ MAPPINGS_DIR = DATA_DIR / "mappings"
 FIELDS = ("source_id", "name", "description", "translations", "categories", "audiences",
           "languages", "cost", "wheelchair", "opening_hours", "address", "housenumber",
           "housenumber_suffix", "postcode", "stadtteil", "bezirk", "lat", "lon", "phone", "email",
-          "website", "organization", "location_confidential", "status", "last_verified")
+          "website", "organization", "location_confidential", "status", "last_verified",
+          *(f"organization_{detail}" for detail in ("description", "website", "email",
+                                                    "phone")))
 LIST_FIELDS = ("categories", "audiences", "languages")
 CODED_FIELDS = {"cost": COSTS, "wheelchair": WHEELCHAIR, "status": STATUSES,
                 "location_confidential": ("true", "false")}
@@ -472,6 +474,16 @@ class RowMapper:
             value = text_value(row.get(header))
             if value:
                 rec.setdefault("translations", {}).setdefault(lang, {})[name] = value
+        details = {key[len("organization_"):]: rec.pop(key) for key in list(rec)
+                   if key.startswith("organization_")}
+        details = {k: v for k, v in details.items() if v}
+        if details:
+            if isinstance(rec.get("organization"), dict):
+                rec["organization"].update(details)
+            else:
+                cand.warnings.append(Problem(where, "organisation details ("
+                                             + ", ".join(sorted(details))
+                                             + ") without an organisation name; left out"))
         street = rec.pop("address", None)
         house = (rec.pop("housenumber", None) or "") + (rec.pop("housenumber_suffix", None) or "")
         if street or house:
@@ -492,6 +504,8 @@ class RowMapper:
             return self._codes
         if name in CODED_FIELDS:
             return self._coded
+        if name.startswith("organization_") and name != "organization_description":
+            return _set_with(_normalised(_org_checks()[name]))
         return {"translations": _set_translations, "last_verified": _set_with(_date),
                 "postcode": _set_with(_postcode), "organization": _set_organization,
                 "phone": self._phone}.get(name, _set_with(text_value))
@@ -552,6 +566,27 @@ def _set_with(convert: Callable[[Any], Any]) -> Callable[..., None]:
 
 def _set_translations(rec: dict[str, Any], name: str, value: Any, *_: Any) -> None:
     rec["translations"] = {**_translations(value), **rec.get("translations", {})}
+
+
+def _normalised(check: Callable[[str], str]) -> Callable[[Any], str | None]:
+    """A cell as text, normalised by ``check`` (an organisation's website, e-mail or phone);
+    a value it refuses is a problem of the row."""
+    def convert(value: Any) -> str | None:
+        text = text_value(value)
+        if text is None:
+            return None
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise _Bad(str(exc)) from None
+    return convert
+
+
+def _org_checks() -> dict[str, Callable[[str], str]]:
+    from .validate import normalise_email, normalise_phone, normalise_url
+
+    return {"organization_website": normalise_url, "organization_email": normalise_email,
+            "organization_phone": normalise_phone}
 
 
 def _set_organization(rec: dict[str, Any], name: str, value: Any, *_: Any) -> None:

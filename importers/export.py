@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -25,10 +26,14 @@ from mapservice.store import Hit, Store
 
 FORMATS = ("geojson", "csv", "hsds")
 PAGE_SIZE = 5000
+#: The organisation's own fields beside its name (the public ones, as HSDS shows them).
+ORG_DETAILS = ("description", "website", "email", "phone")
 CSV_FIELDS = ("id", "name", "lat", "lon", "categories", "audiences", "languages", "cost",
               "wheelchair", "opening_hours", "address", "postcode", "stadtteil", "bezirk",
-              "phone", "email", "website", "organization", "location_confidential",
+              "phone", "email", "website", "organization",
+              *(f"organization_{d}" for d in ORG_DETAILS), "location_confidential",
               "last_verified", "description", "translations", "updated_at", "source")
+_CHUNK = 1000  # hits whose organisations are read at once
 
 
 def published(store: Store, source: str | None = None) -> Iterator[Hit]:
@@ -73,6 +78,18 @@ def replacing(out: Path) -> Iterator[IO[bytes]]:
         raise
 
 
+def with_organizations(store: Store, source: str | None
+                       ) -> Iterator[tuple[Hit, dict[str, Any]]]:
+    """Every published resource (:func:`published`) with its organisation's details
+    (``organization_website``, ...; the hits carry only its name), read per chunk."""
+    hits = published(store, source)
+    while chunk := list(islice(hits, _CHUNK)):
+        orgs = store.organizations_of([hit.properties["uid"] for hit in chunk])
+        for hit in chunk:
+            org = orgs.get(hit.properties["uid"]) or {}
+            yield hit, {f"organization_{d}": org[d] for d in ORG_DETAILS if org.get(d)}
+
+
 def write_geojson(store: Store, out: IO[bytes], source: str | None = None) -> int:
     """Stream a FeatureCollection (with the sources' licences) to ``out``; returns the count."""
     sources = store.sources_in_use()
@@ -81,16 +98,21 @@ def write_geojson(store: Store, out: IO[bytes], source: str | None = None) -> in
     out.write(b'{"type":"FeatureCollection","sources":' + orjson.dumps(sources)
               + b',"features":[\n')
     count = 0
-    for hit in published(store, source):
-        out.write((b",\n" if count else b"") + feature_bytes(hit))
+    for hit, details in with_organizations(store, source):
+        feature = feature_bytes(hit)
+        if details:  # the stored Feature has the organisation's name only
+            parsed = orjson.loads(feature)
+            parsed["properties"].update(details)
+            feature = orjson.dumps(parsed)
+        out.write((b",\n" if count else b"") + feature)
         count += 1
     out.write(b"\n]}\n")
     return count
 
 
-def _csv_row(hit: Hit) -> dict[str, Any]:
+def _csv_row(hit: Hit, details: dict[str, Any]) -> dict[str, Any]:
     row = properties(hit)
-    row.update(lat=hit.lat, lon=hit.lon,
+    row.update(details, lat=hit.lat, lon=hit.lon,
                translations=orjson.dumps(row.get("translations") or {}).decode())
     return {name: _csv_cell(row.get(name)) for name in CSV_FIELDS}
 
@@ -101,8 +123,8 @@ def write_csv(store: Store, out: IO[bytes], source: str | None = None) -> int:
     writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
     writer.writeheader()
     count = 0
-    for hit in published(store, source):
-        writer.writerow(_csv_row(hit))
+    for hit, details in with_organizations(store, source):
+        writer.writerow(_csv_row(hit, details))
         count += 1
     text.flush()
     text.detach()

@@ -68,7 +68,8 @@ SETTINGS: tuple[Setting, ...] = (
             "imported foreign postcodes are not used for geocoding."),
     Setting("DEFAULT_LANGUAGE", "de", "UI language when the browser asks for none we offer."),
     Setting("PAGE_SIZE", 50, "Default number of results per API page.", int),
-    Setting("MAX_PAGE_SIZE", 1000, "Hard maximum of results per API page.", int),
+    Setting("MAX_PAGE_SIZE", 1000, "Hard maximum of results per API page; the map shows an area "
+            "with more places as counts per cell (`/api/v1/clusters`).", int),
     Setting("STATEMENT_TIMEOUT_MS", 5000, "Longest a single database query may run (ms); "
             "0: no limit. PostgreSQL: `statement_timeout`; SQLite: interrupted by a progress "
             "handler.", int),

@@ -43,6 +43,15 @@ def test_round_trip_through_an_empty_database(app, store, engine, tmp_path, fmt,
     load_demo(store)
     before = _published(store)
     assert len(before) == 194
+
+    def organisations() -> dict[str, dict]:  # by resource uid, without the org's own uid
+        return {uid: {k: v for k, v in org.items() if k != "uid"}
+                for uid, org in store.organizations_of(list(_published(store))).items()}
+
+    orgs_before = organisations()
+    # the demo's organisations have something to lose: website, e-mail, phone, description
+    assert all(org["website"] and org["email"] and org["phone"] and org["description"]
+               for org in orgs_before.values()) and len(orgs_before) > 100
     out = tmp_path / f"export.{fmt}"
     assert "exported 194 resource(s)" in _export(app, fmt, out).output
 
@@ -58,6 +67,9 @@ def test_round_trip_through_an_empty_database(app, store, engine, tmp_path, fmt,
         now = after[key]
         assert (now["lat"], now["lon"]) == pytest.approx((was["lat"], was["lon"]), abs=1e-6)
         assert {k: now[k] for k in COMPARED} == {k: was[k] for k in COMPARED}, key
+    # the organisations' details come back too (was: only their names)
+    orgs_after = {uid_of[uid]: org for uid, org in organisations().items()}
+    assert orgs_after == orgs_before
     again = run(store, out, source="roundtrip")
     assert (again.created, again.updated, again.unchanged) == (0, 0, 194)
 

@@ -341,6 +341,26 @@ def test_translations_follow_the_rules_of_every_format(store, tmp_path):
                                                 "ar": {"address": "شارع"}}
 
 
+def test_an_organisations_own_details_are_read_checked_and_kept(store, tmp_path):
+    header = ("id,name,lat,lon,organization,organization_website,organization_email,"
+              "organization_phone,organization_description\n")
+    path = write(tmp_path, "o.csv", header
+                 + "1,Treff,53.5,10.0,Verein Nord,verein.example.org,Info@Example.org,"
+                   "040 1234567,Ein Verein\n"
+                 + "2,Café,53.5,10.01,Verein Süd,not a site,,,\n"
+                 + "3,Laden,53.5,10.02,,https://example.org,,,\n")
+    report = run(store, path, skip_invalid=True)
+    assert [(p.where.item, p.where.field) for p in report.invalid] == [
+        (2, "organization_website")]
+    assert any("organisation details (website) without an organisation name; left out"
+               in w.message and w.where.item == 3 for w in report.warnings)
+    (org,) = store.organizations_of([r.uid for r in stored(store).values()
+                                     if r.source_id == "1"]).values()
+    assert (org["name"], org["website"], org["email"], org["phone"], org["description"]) == (
+        "Verein Nord", "https://verein.example.org/", "info@example.org", "+49 40 1234567",
+        "Ein Verein")
+
+
 def test_values_longer_than_their_columns_are_named(store, tmp_path):
     """PostgreSQL would refuse them mid-import (SQLite would store them): refused up front."""
     path = write(tmp_path, "a.csv", "id,name,organisation,website,lat,lon\n"
