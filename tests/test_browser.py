@@ -384,7 +384,7 @@ def test_the_filter_panel_sets_the_filters_and_keeps_the_view(app, store, browse
         page.goto(f"{base}/?lang=en&lat=53.56&lon=9.95&z=12&audience=newcomers",
                   wait_until="load")
         newcomers = listed()
-        assert "audience=newcomers" in page.inner_text(".ms-kept")
+        assert "For whom: Newcomers" in page.inner_text(".ms-kept")
         page.select_option("#ms-f-category", "language_cafe")
         page.check("input[name=cost]")
         page.click(".ms-filter-actions button")

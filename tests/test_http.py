@@ -559,3 +559,14 @@ def test_the_map_page_checks_its_filters_and_ignores_other_parameters(client):
     assert ok.headers["Cache-Control"] == "private, no-cache"  # its CSP nonce is its own
     assert '"filters": ["category", "language", "audience", "cost", "wheelchair", "q", ' \
            '"district", "open_now"]' in ok.get_data(as_text=True)
+
+
+def test_filters_kept_from_the_address_read_in_the_pages_language(demo_client):
+    # (was: the raw "category=health, district=Altona", English parameter names and codes)
+    page = demo_client.get("/?lang=ar&category=counselling&category=health&district=Altona"
+                           "&audience=newcomers").get_data(as_text=True)
+    kept = page.split('class="ms-kept"')[1].split("</p>")[0]
+    assert "<bdi>لمن: القادمون الجدد</bdi>" in kept
+    assert "<bdi>الحي أو المنطقة: Altona</bdi>" in kept
+    assert "category=" not in kept and "audience=" not in kept
+    assert '<input type="hidden" name="audience" value="newcomers">' in page

@@ -32,13 +32,31 @@ PAGE_PARAMETERS = frozenset((*MAP_FILTERS, "lat", "lon", "z"))
 PANEL_FILTERS = ("q", "category", "language", "cost", "wheelchair", "open_now")
 
 
+#: How a filter the panel keeps from the page's address reads, by parameter (the values of
+#: coded filters through the taxonomy, the others as written).
+_TAXONOMY_OF = {"category": "categories", "language": "languages", "audience": "audiences"}
+
+
+def _kept_label(taxonomy: Any, lang: str, name: str, value: str) -> str:
+    """"Kind of help: Counselling" for ``category=counselling`` in the page's language."""
+    titles = {"category": _("Kind of help"), "language": _("Language spoken"),
+              "audience": _("For whom"), "district": _("District"), "q": _("Search"),
+              "cost": _("Cost"), "wheelchair": _("Wheelchair access"),
+              "open_now": _("Open now")}
+    kind = _TAXONOMY_OF.get(name)
+    shown = ", ".join(taxonomy.label(kind, code.strip(), lang) for code in value.split(",")
+                      ) if kind else value
+    return f"{titles.get(name, name)}: {shown}"
+
+
 def _filter_panel(taxonomy: Any, lang: str) -> dict[str, Any]:
     """What the filter form shows: the current values, the choices in the page's language
     (sorted as the language sorts them, roughly), and the filters it keeps hidden."""
     args = request.args
     first = {name: (args.getlist(name) or [""])[0] for name in PANEL_FILTERS}
-    kept = [(name, value) for name in MAP_FILTERS for i, value in
-            enumerate(args.getlist(name)) if name not in PANEL_FILTERS or i > 0]
+    kept = [(name, value, _kept_label(taxonomy, lang, name, value)) for name in MAP_FILTERS
+            for i, value in enumerate(args.getlist(name))
+            if name not in PANEL_FILTERS or i > 0]
     return {
         "current": first,
         "categories": sorted(((c["code"], c["label"]) for c in
