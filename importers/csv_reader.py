@@ -453,8 +453,11 @@ def content_id(record: Mapping[str, Any]) -> str:
 class RowMapper:
     """Turns one row (header -> value) into a mapped :class:`Candidate`."""
 
-    def __init__(self, mapping: ColumnMapping, columns: Columns) -> None:
+    def __init__(self, mapping: ColumnMapping, columns: Columns, *, country: str = "DE"
+                 ) -> None:
         self.mapping, self.columns = mapping, columns
+        # "8001" is Zürich's postcode, "01067" Dresden's: a lost zero only in Germany
+        self._postcode = _postcode if country.upper() == "DE" else text_value
         # (field, cell text) -> (codes, items without a code)
         self._code_cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         # (field, column, how the cell becomes the field) -- chosen once, used for every row
@@ -507,7 +510,7 @@ class RowMapper:
         if name.startswith("organization_") and name != "organization_description":
             return _set_with(_normalised(_org_checks()[name]))
         return {"translations": _set_translations, "last_verified": _set_with(_date),
-                "postcode": _set_with(_postcode), "organization": _set_organization,
+                "postcode": _set_with(self._postcode), "organization": _set_organization,
                 "phone": self._phone}.get(name, _set_with(text_value))
 
     def _phone(self, rec: dict[str, Any], name: str, value: Any, *_: Any) -> None:
@@ -750,7 +753,7 @@ class CsvReader:
             columns = mapping.resolve(header)
             _refuse_ambiguous_columns(file, header, columns)
             columns.require(file, header, place=True, by_address=options.address_geocoding)
-            mapper = RowMapper(mapping, columns)
+            mapper = RowMapper(mapping, columns, country=options.region_country)
             note = ([Problem(Where(file), f"columns not used: {', '.join(columns.unused)}")]
                     if columns.unused else [])
             item = yielded = 0

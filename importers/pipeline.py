@@ -114,6 +114,9 @@ class ImportOptions:
     licence: str | None = None
     attribution: str | None = None
     region_bbox: tuple[float, float, float, float] | None = None
+    # ISO 3166-1 code of the service region's country: German postcodes have five digits, so a
+    # four-digit one in a German deployment lost its leading zero in a spreadsheet
+    region_country: str = "DE"
     # Rows may be placed by their street address alone (the online geocoder is switched on).
     address_geocoding: bool = False
     # A progress bar around the records as they are read and as they are written ...

@@ -217,7 +217,7 @@ class VectorReader:
                               layer.file)
             columns = mapping.resolve(layer.fields)
             columns.require(layer.file, layer.fields, place=False)
-            mapper = RowMapper(mapping, columns)
+            mapper = RowMapper(mapping, columns, country=options.region_country)
             note = ([Problem(Where(layer.file), "attributes not used: "
                              + ", ".join(columns.unused))] if columns.unused else [])
             for index in range(len(points)):

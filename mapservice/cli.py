@@ -117,6 +117,7 @@ def import_(path: Path, fmt: str | None, source: str | None, mapping: Path | Non
             dry_run=dry_run, skip_invalid=skip_invalid, archive_missing=archive_missing,
             licence=licence, attribution=attribution,
             region_bbox=region,  # type: ignore[arg-type]
+            region_country=current_app.config["REGION_COUNTRY"],
             address_geocoding=online is not None, progress=_progress, status=_status)
         geocoder = record_geocoder(online, city=current_app.config["REGION_CITY"])
         report = run_import(_store(), path, options, geocoder=geocoder)

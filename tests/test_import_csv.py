@@ -107,6 +107,16 @@ def test_undecodable_file_is_refused(tmp_path):
         read(path)
 
 
+@pytest.mark.parametrize("country, expected", [("DE", "01067"), ("CH", "8001"), ("at", "8001")])
+def test_a_four_digit_postcode_gets_its_zero_back_only_in_germany(tmp_path, country,
+                                                                   expected):
+    # a spreadsheet turned 01067 (Dresden) into 1067; 8001 is Zürich's postcode as it is
+    digits = "1067" if country == "DE" else "8001"
+    path = write(tmp_path, "a.csv", f"name,plz,lat,lon\nTreff,{digits},53.5,10.0\n")
+    (cand,) = read(path, region_country=country)
+    assert cand.record["postcode"] == expected
+
+
 def test_semicolons_german_decimal_commas_and_german_headers(tmp_path):
     path = write(tmp_path, "a.csv", "Bezeichnung;Straße;PLZ;Breite;Länge;Öffnungszeiten\n"
                                     "Sprachcafé Wilhelmsburg;Veringstraße 5;21107;53,5;9,99;"
