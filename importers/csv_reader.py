@@ -463,6 +463,9 @@ class RowMapper:
         # (field, column, how the cell becomes the field) -- chosen once, used for every row
         self._plan = [(name, header, self._setter(name)) for name, header in
                       columns.fields.items()]
+        # the organisation's details the file has columns for (most files: none)
+        self._org_details = [name for name in columns.fields
+                             if name.startswith("organization_")]
 
     def __call__(self, row: Mapping[str, Any], where: Where) -> Candidate:
         cand = Candidate(where, {})
@@ -477,9 +480,8 @@ class RowMapper:
             value = text_value(row.get(header))
             if value:
                 rec.setdefault("translations", {}).setdefault(lang, {})[name] = value
-        details = {key[len("organization_"):]: rec.pop(key) for key in list(rec)
-                   if key.startswith("organization_")}
-        details = {k: v for k, v in details.items() if v}
+        details = {key[len("organization_"):]: value for key in self._org_details
+                   if (value := rec.pop(key, None))}
         if details:
             if isinstance(rec.get("organization"), dict):
                 rec["organization"].update(details)
