@@ -268,7 +268,7 @@ def test_page_is_a_small_shell_and_names_demo_data(demo_client):
     r = demo_client.get("/?lang=en")
     assert len(r.data) < 30_000
     text = r.get_data(as_text=True)
-    assert 'id="ms-demo-notice"' in text
+    assert '<aside class="ms-demo" id="ms-demo-notice" aria-labelledby="ms-demo-title">' in text
     assert "cdn" not in text.lower() and "https://" not in text.replace(
         "https://www.openstreetmap.org/copyright", "")
 
