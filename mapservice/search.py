@@ -121,10 +121,11 @@ def _floats(name: str, raw: str, count: int) -> list[float]:
         raise InvalidParameter(name, f"expected {count} comma-separated numbers, got {len(parts)}")
     out = []
     for part in parts:
-        try:
-            value = float(part)
-        except ValueError:
-            raise InvalidParameter(name, f"{part.strip()!r} is not a number") from None
+        # ASCII decimal notation only: float() also takes "1_0.3", fullwidth and Arabic-Indic
+        # digits and "nan", which the API document's pattern (and other clients) do not
+        if not DECIMAL.fullmatch(part.strip()):
+            raise InvalidParameter(name, f"{part.strip()[:40]!r} is not a number")
+        value = float(part)
         if not math.isfinite(value):
             raise InvalidParameter(name, f"{part.strip()!r} is not a finite number")
         out.append(value)
@@ -150,6 +151,8 @@ def _codes(args: _Args, name: str, allowed: Iterable[str]) -> tuple[str, ...]:
 #: An integer parameter as people write one: ASCII digits, perhaps a minus. Python's int()
 #: would also take "1_0", "+5", "１０" (fullwidth) and "٥" (Arabic-Indic).
 INTEGER = re.compile(r"-?[0-9]{1,18}")
+#: A decimal number as the API takes it: sign, digits, point, exponent, in ASCII.
+DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def integer(raw: str) -> int | None:

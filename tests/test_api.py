@@ -178,6 +178,9 @@ def test_sort_verified_is_newest_verification_first_unverified_last(demo_client,
     ("f=csv&f=json", "f"),
     ("colour=red", "colour"),
     ("near=nan,nan", "near"),
+    # float() would take these too
+    ("bbox=9.7,53.39,1_0.3,53.75", "bbox"), ("near=53.5,%EF%BC%91%EF%BC%90", "near"),
+    ("near=53.5,infinity", "near"), ("radius=1_000&near=53.5,10", "radius"),
 ])
 def test_invalid_parameters_are_400_problems(client, query, parameter):
     r = client.get(f"/api/v1/resources?{query}")
@@ -323,14 +326,27 @@ def test_clusters_keep_their_cells_when_the_map_pans(demo_client):
         return {tuple(f["geometry"]["coordinates"]): f["properties"]["count"]
                 for f in doc["features"]}
 
-    # two boxes of the same size, shifted by exactly one cell: the cells they share agree
-    width = 0.2
-    cell = width / 8
-    a = cells(f"9.9,53.45,{9.9 + width},53.65")
-    b = cells(f"{9.9 + cell},53.45,{9.9 + width + cell},53.65")
-    shared = set(a) & set(b)
-    assert len(shared) >= len(a) // 2
-    assert all(a[k] == b[k] for k in shared)
+    # boxes of one size (one zoom), panned sideways, up and down: the cells that lie inside
+    # both are the same cells, with the same places (the rows moved with the box's middle
+    # latitude before)
+    import math
+
+    width, height = 0.2, 0.2
+    cx = width / 8  # grid=8 along the width; rows: cx times cos(the region's middle latitude)
+    cy = cx * math.cos(math.radians((53.39 + 53.97) / 2))
+    a = cells(f"9.9,53.45,{9.9 + width},{53.45 + height}")
+    for dx, dy in ((0.025, 0), (0, 0.007), (0, -0.011), (0.013, 0.017)):
+        b = cells(f"{9.9 + dx},{53.45 + dy},{9.9 + width + dx},{53.45 + height + dy}")
+        # a cell whose places' mean lies a whole cell inside both boxes lies inside both: it
+        # must come back the same (the same places: the same mean and count)
+        west, east = 9.9 + max(dx, 0) + cx, 9.9 + width + min(dx, 0) - cx
+        south, north = 53.45 + max(dy, 0) + cy, 53.45 + height + min(dy, 0) - cy
+        inner = {key: n for key, n in a.items()
+                 if west <= key[0] <= east and south <= key[1] <= north}
+        assert len(inner) >= 5, (dx, dy)
+        for (lon, lat), n in inner.items():  # (a sum's last bit may differ with the scan order)
+            assert any(abs(lon - x) < 3e-6 and abs(lat - y) < 3e-6 and m == n
+                       for (x, y), m in b.items()), (dx, dy, lon, lat, n)
 
 
 @pytest.mark.parametrize("query, parameter", [

@@ -78,15 +78,15 @@ def resources() -> Response:
 
 #: /resources' parameters that order or page a list: a grid of counts has neither.
 _LIST_ONLY = ("near", "radius", "sort", "limit", "offset")
-#: Cells along the longer side of the box: at most MAX_GRID² cells per answer.
-DEFAULT_GRID, MAX_GRID = 16, 64
+#: Cells along the box's width (and at most MAX_ROWS rows): at most MAX_GRID x MAX_ROWS cells.
+DEFAULT_GRID, MAX_GRID, MAX_ROWS = 16, 64, 128
 
 
 @bp.get("/clusters")
 def clusters() -> Response:
     """Every match of the filters in ``bbox``, counted per cell of a grid (``grid`` cells
-    along the box's longer side, square on a Web Mercator map): what the map shows when its
-    area holds more places than one answer of /resources may carry."""
+    along the box's width, square on a Web Mercator map in the service region): what the map
+    shows when its area holds more places than one answer of /resources may carry."""
     for name in _LIST_ONLY:
         if name in request.args:
             raise InvalidParameter(name, "not a parameter of /clusters, which counts every "
@@ -99,9 +99,16 @@ def clusters() -> Response:
     if query.bbox is None:
         raise InvalidParameter("bbox", "required: minlon,minlat,maxlon,maxlat")
     minlon, minlat, maxlon, maxlat = query.bbox
-    # degrees of latitude per degree of longitude on the map (Mercator, at the box's middle)
-    k = max(math.cos(math.radians((minlat + maxlat) / 2)), 0.01)
-    cx = max(maxlon - minlon, (maxlat - minlat) / k, 1e-6) / grid
+    # Cells that stay put while the map pans at one zoom: their width follows the box's width
+    # alone (a map's pixels at one zoom), their height that width times the cosine of the
+    # service region's middle latitude (square there on a Web Mercator map), not of the
+    # box's (which moved every row boundary when the map panned up or down).
+    region = [float(v) for v in current_app.config["REGION_BBOX"].split(",")]
+    k = max(math.cos(math.radians((region[1] + region[3]) / 2)), 0.01)
+    cx = max(maxlon - minlon, 1e-6) / grid
+    rows = (maxlat - minlat) / (cx * k)
+    if rows > MAX_ROWS:  # a box far taller than wide: coarser cells, at most MAX_ROWS rows
+        cx *= rows / MAX_ROWS
     cells, newest = _ctx()["store"].clusters(query, (cx, cx * k))
     use_last_modified(newest)
     return json_response({

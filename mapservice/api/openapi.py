@@ -192,9 +192,11 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
         },
         "grid": {
             "name": "grid", "in": "query", "required": False,
-            "description": "Cells along the box's longer side (on a Web Mercator map; the "
-                           "cells are square there and anchored at -180/-90, so a map panned at "
-                           "one zoom keeps its cells). The map asks for one cell per ~80 px.",
+            "description": "Cells along the box's width. Their height is their width times "
+                           "the cosine of the service region's middle latitude (square on a Web "
+                           "Mercator map there), at most 128 rows; anchored at -180/-90, so a "
+                           "map panned at one zoom keeps its cells. The map asks for one cell "
+                           "per ~80 px of its width.",
             "schema": {"type": "integer", "minimum": 1, "maximum": 64, "default": 16},
         },
         "feature_f": {
