@@ -279,8 +279,26 @@ def test_an_area_with_more_places_than_one_answer_shows_counts_per_cell(app, sto
             ".leaflet-marker-pane .marker-cluster span[aria-hidden]",
             "els => els.map(e => Number(e.textContent))")
         assert sum(counts) == total and len(counts) > 3  # spread over the city, all counted
+        # while the area stays crowded, a move asks for the counts only (not 50 places first)
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(urlsplit(r.url).path)
+                if "/api/v1/" in r.url else None)
+        page.evaluate("""() => { const name = Object.keys(window).find(k => k.startsWith("map_")
+            && window[k] instanceof L.Map); window[name].panBy([40, 0], {animate: false}); }""")
+        page.wait_for_function("() => location.search.includes('lon=') && "
+                               "!location.search.includes('lon=9.99370')")
+        page.wait_for_timeout(500)
+        assert asked == ["/api/v1/clusters"], asked
         cell = page.get_by_role("button", name=re.compile(r"^Places here: \d+\. Zoom in$"))
         zoom = int(parse_qs(urlsplit(page.url).query)["z"][0])
+        # a button for the keyboard too: Enter zooms in, and the focus stays on the map
+        cell.first.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"() => location.search.includes('z={zoom + 2}')")
+        page.wait_for_timeout(600)  # the area reloaded
+        assert page.evaluate("() => document.activeElement !== document.body")
+        page.goto(f"{base}/?lang=en", wait_until="load")
+        page.wait_for_selector("#ms-status:has-text('Zoom in or filter to list them.')")
         cell.first.click()
         page.wait_for_function(f"() => location.search.includes('z={zoom + 2}')")
         # a filter that leaves few enough: the places and their list again

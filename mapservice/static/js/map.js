@@ -113,6 +113,8 @@
     // order were all in one corner of the city).
     var cells = L.layerGroup().addTo(map);
     var CELL_PX = 80;
+    var cellFocus = false;  // a cell was used: its successor (or the map) takes the focus
+    var cellMode = false;  // the map shows counts per cell (the area held too many places)
     var list = document.getElementById("ms-results");
     var status = document.getElementById("ms-status");
     var pending = null;
@@ -128,24 +130,32 @@
       });
       query.set("bbox", [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) {
         return Math.max(-180, Math.min(180, v)).toFixed(6); }).join(","));
-      query.set("limit", String(options.limit));
       var mine = ++generation;
       function json(r) { if (!r.ok) { throw new Error(r.status); } return r.json(); }
-      fetch(options.api + "?" + query.toString(), {headers: {Accept: "application/geo+json"}})
-        .then(json)
-        .then(function (data) {
-          if (mine !== generation) { return; }
-          if (!(data.links || []).some(function (l) { return l.rel === "next"; })) {
-            show(data);
-            return;
-          }
-          query.delete("limit");
-          var size = map.getSize();
-          query.set("grid", String(Math.max(1, Math.min(64, Math.ceil(Math.max(size.x, size.y) / CELL_PX)))));
-          return fetch(options.clusters + "?" + query.toString()).then(json).then(function (grid) {
-            if (mine === generation) { showCells(grid); }
-          });
-        })
+      function places() {
+        var q = new URLSearchParams(query);
+        q.set("limit", String(options.limit));
+        return fetch(options.api + "?" + q.toString(), {headers: {Accept: "application/geo+json"}})
+          .then(json);
+      }
+      function counts() {
+        var q = new URLSearchParams(query);
+        q.set("grid", String(Math.max(1, Math.min(64, Math.ceil(map.getSize().x / CELL_PX)))));
+        return fetch(options.clusters + "?" + q.toString()).then(json);
+      }
+      function more(data) { return (data.links || []).some(function (l) { return l.rel === "next"; }); }
+      // The places of the area; too many for one answer: their counts per cell. A map that
+      // showed counts asks for the counts first (a crowded area stays crowded while it pans or
+      // zooms out), and for the places only when the counts say they fit in one answer.
+      (cellMode ? counts().then(function (grid) {
+        if (mine !== generation) { return null; }
+        if (grid.numberMatched > options.limit) { showCells(grid); return null; }
+        return places().then(function (data) { if (mine === generation) { show(data); } });
+      }) : places().then(function (data) {
+        if (mine !== generation) { return null; }
+        if (!more(data)) { show(data); return null; }
+        return counts().then(function (grid) { if (mine === generation) { showCells(grid); } });
+      }))
         .catch(function () { if (status) { status.textContent = options.texts.error; } });
     }
 
@@ -237,16 +247,27 @@
     });
 
     function showCells(grid) {
+      cellMode = true;
+      var hadFocus = cellHasFocus();
       map.closePopup();
       cluster.clearLayers();
       shown = {};
       cells.clearLayers();
       grid.features.forEach(function (f) {
         var at = L.latLng(f.geometry.coordinates[1], f.geometry.coordinates[0]);
-        L.marker(at, {icon: countIcon(f.properties.count), keyboard: true})
-          .on("click", function () { map.setView(at, Math.min(map.getZoom() + 2, map.getMaxZoom())); })
-          .addTo(cells);
+        function zoomIn() {
+          cellFocus = true;
+          map.setView(at, Math.min(map.getZoom() + 2, map.getMaxZoom()));
+        }
+        var cell = L.marker(at, {icon: countIcon(f.properties.count), keyboard: true})
+          .on("click", zoomIn).addTo(cells);
+        // a button: Enter and Space too (Leaflet handles Enter only for markers with a popup)
+        cell.getElement().addEventListener("keydown", function (event) {
+          if (event.key === "Enter" || event.key === " ") { event.preventDefault(); zoomIn(); }
+        });
       });
+      // the cell that was used is gone with the reload: the keyboard goes on from the map
+      if (hadFocus) { refocusMap(); }
       if (list) {
         if (list.contains(document.activeElement)) {
           document.getElementById("ms-content").focus({preventScroll: true});
@@ -261,8 +282,25 @@
       remember();
     }
 
+    function cellHasFocus() {
+      var had = cellFocus || cells.getLayers().some(function (cell) {
+        return cell.getElement() === document.activeElement;
+      });
+      cellFocus = false;
+      return had;
+    }
+
+    function refocusMap() {
+      if (!document.activeElement || document.activeElement === document.body) {
+        map.getContainer().focus({preventScroll: true});
+      }
+    }
+
     function show(data) {
+      cellMode = false;
+      var cellHadFocus = cellHasFocus();
       cells.clearLayers();
+      if (cellHadFocus) { refocusMap(); }
       // a marker that has the keyboard's focus (Tab moves through them and pans the map,
       // whose reload then clusters them anew) keeps it, or hands it to its cluster
       var focusedMarker = null;
