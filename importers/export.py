@@ -78,16 +78,21 @@ def replacing(out: Path) -> Iterator[IO[bytes]]:
         raise
 
 
-def with_organizations(store: Store, source: str | None
-                       ) -> Iterator[tuple[Hit, dict[str, Any]]]:
-    """Every published resource (:func:`published`) with its organisation's details
-    (``organization_website``, ...; the hits carry only its name), read per chunk."""
+def with_organizations(store: Store, source: str | None, chunk_size: int = _CHUNK
+                       ) -> Iterator[tuple[Hit, dict[str, Any] | None]]:
+    """Every published resource (:func:`published`) with its organisation (uid, name,
+    description, website, e-mail, phone; None without one; the hits carry only its name),
+    read per chunk of ``chunk_size``."""
     hits = published(store, source)
-    while chunk := list(islice(hits, _CHUNK)):
+    while chunk := list(islice(hits, chunk_size)):
         orgs = store.organizations_of([hit.properties["uid"] for hit in chunk])
         for hit in chunk:
-            org = orgs.get(hit.properties["uid"]) or {}
-            yield hit, {f"organization_{d}": org[d] for d in ORG_DETAILS if org.get(d)}
+            yield hit, orgs.get(hit.properties["uid"])
+
+
+def _org_details(org: dict[str, Any] | None) -> dict[str, Any]:
+    """``organization_website``, ... of ``org`` that it has: the CSV and GeoJSON fields."""
+    return {f"organization_{d}": org[d] for d in ORG_DETAILS if org and org.get(d)}
 
 
 def write_geojson(store: Store, out: IO[bytes], source: str | None = None) -> int:
@@ -98,7 +103,8 @@ def write_geojson(store: Store, out: IO[bytes], source: str | None = None) -> in
     out.write(b'{"type":"FeatureCollection","sources":' + orjson.dumps(sources)
               + b',"features":[\n')
     count = 0
-    for hit, details in with_organizations(store, source):
+    for hit, org in with_organizations(store, source):
+        details = _org_details(org)
         feature = feature_bytes(hit)
         if details:  # the stored Feature has the organisation's name only
             parsed = orjson.loads(feature)
@@ -123,8 +129,8 @@ def write_csv(store: Store, out: IO[bytes], source: str | None = None) -> int:
     writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
     writer.writeheader()
     count = 0
-    for hit, details in with_organizations(store, source):
-        writer.writerow(_csv_row(hit, details))
+    for hit, org in with_organizations(store, source):
+        writer.writerow(_csv_row(hit, _org_details(org)))
         count += 1
     text.flush()
     text.detach()

@@ -33,7 +33,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -1069,19 +1068,16 @@ def export_hsds(store: Store, out: Path, source: str | None = None, *,
     temporary file so a failed export leaves no half file. Confidential resources carry only
     their approximate point and no address (the store's public rows are the source).
     """
-    from .export import published, replacing  # the one way exports read and write
+    from .export import replacing, with_organizations  # how every export reads and writes
 
     taxonomy = default_taxonomy()
     count = 0
     with replacing(Path(out)) as fh:
         fh.write(b'{"contents":[')
-        hits = published(store, source)
-        while chunk := list(islice(hits, batch)):
-            orgs = store.organizations_of([hit.properties["uid"] for hit in chunk])
-            for hit in chunk:
-                fh.write((b",\n" if count else b"\n") + orjson.dumps(
-                    hsds.service(hit, orgs.get(hit.properties["uid"]), taxonomy)))
-                count += 1
+        for hit, org in with_organizations(store, source, batch):
+            fh.write((b",\n" if count else b"\n") + orjson.dumps(
+                hsds.service(hit, org, taxonomy)))
+            count += 1
         header = hsds.page_header(size=count, total_items=count, page_number=1,
                                   per_page=max(count, 1))
         fh.write(b"\n]," + orjson.dumps(header)[1:] + b"\n")

@@ -8,6 +8,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from .settings import region_bbox
+
 
 def _store():
     """The app's store, once its database has the schema this version needs."""
@@ -109,7 +111,7 @@ def import_(path: Path, fmt: str | None, source: str | None, mapping: Path | Non
     from . import geocode
     from .errors import MapserviceError
 
-    region = tuple(float(v) for v in current_app.config["REGION_BBOX"].split(","))
+    region = region_bbox(current_app.config)
     try:
         online = geocode.online(current_app.config)
         options = ImportOptions(
@@ -149,7 +151,7 @@ def import_boundaries(path: Path, level: str, crs: str | None) -> None:
     from .errors import MapserviceError
 
     try:
-        region = tuple(float(v) for v in current_app.config["REGION_BBOX"].split(","))
+        region = region_bbox(current_app.config)
         report = load_boundaries(_store(), path, level, crs,
                                  region=region)  # type: ignore[arg-type]
     except ImportFailed as exc:

@@ -40,7 +40,8 @@ from . import __version__
 from .errors import GeocoderUnavailable
 from .paths import DATA_DIR
 from .search import fold
-from .settings import SettingError, check_geocoder
+from .settings import check_geocoder
+from .settings import region_bbox as parse_region
 
 GAZETTEER_DIR = DATA_DIR / "gazetteer"
 LEVELS = ("bezirk", "stadtteil")
@@ -311,15 +312,11 @@ def _online(name: str, url: str, user_agent: str, timeout_s: str, min_delay_s: s
             region_bbox: str, country: str) -> OnlineGeocoder:
     check_geocoder({"GEOCODER": name, "GEOCODER_URL": url, "GEOCODER_USER_AGENT": user_agent,
                     "GEOCODER_TIMEOUT_S": timeout_s, "GEOCODER_MIN_DELAY_S": min_delay_s})
-    try:
-        minlon, minlat, maxlon, maxlat = (float(v) for v in region_bbox.split(","))
-    except ValueError:
-        raise SettingError(f"MAPSERVICE_REGION_BBOX: expected minlon,minlat,maxlon,maxlat, "
-                           f"got {region_bbox!r}") from None
     return OnlineGeocoder(url=url.strip(), user_agent=user_agent.strip()
                           or f"mapservice/{__version__}", timeout_s=float(timeout_s),
                           min_delay_s=float(min_delay_s),
-                          region_bbox=(minlon, minlat, maxlon, maxlat), country=country)
+                          region_bbox=parse_region({"REGION_BBOX": region_bbox}),
+                          country=country)
 
 
 __all__ = ["Gazetteer", "OnlineGeocoder", "Place", "Postcode", "centroid", "default",

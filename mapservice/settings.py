@@ -159,6 +159,17 @@ _CONTACT = re.compile(r"https?://[^\s/;)]+\.[^\s/;)]+|[^\s@;(<]+@[^\s@;)>]+\.[a-
 _PLACEHOLDER = re.compile(r"\bexample\.(?:org|com|net)\b", re.I)
 
 
+def region_bbox(values: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    """``REGION_BBOX`` of the settings ``values`` as (minlon, minlat, maxlon, maxlat)."""
+    raw = str(values["REGION_BBOX"])
+    try:
+        minlon, minlat, maxlon, maxlat = (float(v) for v in raw.split(","))
+    except ValueError:
+        raise SettingError(f"MAPSERVICE_REGION_BBOX: expected minlon,minlat,maxlon,maxlat, "
+                           f"got {raw!r}") from None
+    return minlon, minlat, maxlon, maxlat
+
+
 def check_geocoder(values: Mapping[str, Any]) -> None:
     """Refuse geocoder settings that cannot work, or that would break the public Nominatim
     server's usage policy (an identifying User-Agent, at most 1 request/s)."""

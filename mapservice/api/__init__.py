@@ -11,6 +11,7 @@ from ..geojson import feature_bytes, feature_collection, properties, to_csv
 from ..http import json_response, request_url, use_last_modified
 from ..i18n import preferred_language
 from ..search import integer, parse_search, parse_text
+from ..settings import region_bbox
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -103,7 +104,7 @@ def clusters() -> Response:
     # alone (a map's pixels at one zoom), their height that width times the cosine of the
     # service region's middle latitude (square there on a Web Mercator map), not of the
     # box's (which moved every row boundary when the map panned up or down).
-    region = [float(v) for v in current_app.config["REGION_BBOX"].split(",")]
+    region = region_bbox(current_app.config)
     k = max(math.cos(math.radians((region[1] + region[3]) / 2)), 0.01)
     cx = max(maxlon - minlon, 1e-6) / grid
     rows = (maxlat - minlat) / (cx * k)
