@@ -46,7 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None):
     app.extensions["mapservice"] = {"engine": engine, "store": make_store(engine),
                                     "taxonomy": default_taxonomy()}
 
-    from . import http, i18n
+    from . import http, i18n, ratelimit
     from .api import bp as api_bp
     from .hsds_api import bp as hsds_bp
     from .ogc import bp as ogc_bp
@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     http.init_app(app)
     i18n.init_app(app)
+    ratelimit.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(ogc_bp)
     app.register_blueprint(hsds_bp)

@@ -9,6 +9,8 @@ class MapserviceError(Exception):
 
     status = 500
     title = "Internal error"
+    #: Seconds after which asking again may succeed (the ``Retry-After`` header), if known.
+    retry_after: int | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -45,3 +47,23 @@ class GeocoderUnavailable(MapserviceError):
 
     status = 503
     title = "Geocoder unavailable"
+
+
+class GeocoderBusy(GeocoderUnavailable):
+    """The online geocoder's pace (one request per ``GEOCODER_MIN_DELAY_S`` for the whole
+    deployment) has no free turn soon enough for a web request."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class RateLimited(MapserviceError):
+    """A client used up one of its rate limits (``GEOCODER_RATE_LIMIT``)."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -16,11 +16,15 @@ imported row's street, postcode and city), sent to the host of ``GEOCODER_URL`` 
 deployment's ``GEOCODER_USER_AGENT``; never a user's IP address, cookies or other fields.
 Answers are restricted to the service region (``REGION_BBOX`` as a bounded viewbox,
 ``REGION_COUNTRY`` as country code) and cached per process (LRU). Requests are paced to one per
-``GEOCODER_MIN_DELAY_S`` (default 1 s) per process, as the public server's usage policy
+``GEOCODER_MIN_DELAY_S`` (default 1 s) for the whole deployment on this host (:class:`Pace`:
+every worker process and a ``mapservice import`` share one turn list in the instance
+directory), as the public server's usage policy
 (https://operations.osmfoundation.org/policies/nominatim/) demands: at most 1 request/s, an
 identifying User-Agent (startup refuses the public server without one naming a contact), no
 bulk geocoding of large files, no autocomplete, and the ODbL attribution of OSM data (each
-result carries it). Each worker process keeps its own pace: for more than light traffic, use a
+result carries it). A web request waits at most :data:`WEB_WAIT_S` for its turn, else it is
+answered "busy" (:class:`~mapservice.errors.GeocoderBusy`, 503 with ``Retry-After``) instead of
+holding a worker thread; an import waits its turn. For more than light traffic, use a
 self-hosted Nominatim. A failed request (unreachable, timeout, error status, a reply that is not
 Nominatim's JSON) raises :class:`~mapservice.errors.GeocoderUnavailable` (HTTP 503).
 """
@@ -28,16 +32,20 @@ from __future__ import annotations
 
 import csv
 import difflib
+import fcntl
+import math
+import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from . import __version__
-from .errors import GeocoderUnavailable
+from .errors import GeocoderBusy, GeocoderUnavailable
 from .paths import DATA_DIR
 from .search import fold
 from .settings import check_geocoder
@@ -192,23 +200,76 @@ def centroid(value: str) -> tuple[float, float] | None:
 # ---- the online geocoder -----------------------------------------------------------------
 _ONLINE_LIMIT = 5  # results per query
 _ONLINE_CACHE = 512  # answers kept per process
+#: The longest a web request waits for its turn at the online geocoder (s); an import waits
+#: as long as its turn takes.
+WEB_WAIT_S = 2.0
+PACE_FILE = "geocoder-pace"
+
+
+class Pace:
+    """One turn per ``min_delay_s`` for every process and thread that shares ``path``.
+
+    The file holds the time (Unix seconds) of the latest turn given out. A caller takes the
+    next free turn under an exclusive ``flock`` of the file, writes it down and releases the
+    lock before it sleeps until its turn, so that callers queue without holding the lock. On one
+    host the workers of ``mapservice serve`` and a ``mapservice import`` of the same instance
+    directory thus keep one pace together (a pace per process would let N workers send N
+    requests a second to a server that allows one). Hosts do not share it: a deployment on
+    several hosts needs its own geocoder or a pace divided among them.
+    """
+
+    #: A turn further ahead than this (s) is a clock that was set back, not a queue.
+    _STALE_S = 3600.0
+
+    def __init__(self, path: Path, min_delay_s: float) -> None:
+        self.path = path
+        self.min_delay_s = min_delay_s
+
+    def take(self, max_wait_s: float | None = None) -> None:
+        """Wait for the next turn. With ``max_wait_s``, a turn further away is not taken:
+        :class:`GeocoderBusy` says when to ask again."""
+        if self.min_delay_s <= 0:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
+            try:
+                last = float(os.pread(fd, 64, 0).decode("ascii") or 0)
+            except ValueError:  # not written by us (or cut short): no turn is pending
+                last = 0.0
+            now = time.time()
+            if not math.isfinite(last) or last > now + self._STALE_S:
+                last = 0.0
+            turn = max(now, last + self.min_delay_s)
+            wait = turn - now
+            if max_wait_s is not None and wait > max_wait_s:
+                raise GeocoderBusy(
+                    f"the online geocoder is busy: it is asked at most once every "
+                    f"{self.min_delay_s:g} s, and other requests have the next turns; ask "
+                    f"again in {math.ceil(wait)} s", retry_after=math.ceil(wait))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, repr(turn).encode("ascii"), 0)
+        finally:
+            os.close(fd)
+        if wait > 0:
+            time.sleep(wait)
 
 
 class OnlineGeocoder:
-    """Nominatim's ``/search`` through geopy, restricted to the service region, paced to one
-    request per ``min_delay_s`` and cached (LRU) per process.
+    """Nominatim's ``/search`` through geopy, restricted to the service region, paced by
+    ``pace`` (shared with the deployment's other processes) and cached (LRU) per process.
 
     ``geocode`` gives results shaped like the gazetteer's: ``{"type": "address", "name":
     display name, "lat", "lon", "attribution": the server's licence note}``. ``url`` is the
     server's base URL (``/search`` is appended; a path prefix is kept).
     """
 
-    def __init__(self, *, url: str, user_agent: str, timeout_s: float, min_delay_s: float,
+    def __init__(self, *, url: str, user_agent: str, timeout_s: float, pace: Pace,
                  region_bbox: tuple[float, float, float, float], country: str,
                  cache_size: int = _ONLINE_CACHE) -> None:
         # Imported here: only a deployment that switches the geocoder on loads geopy.
         from geopy.adapters import URLLibAdapter
-        from geopy.extra.rate_limiter import RateLimiter
         from geopy.geocoders import Nominatim
 
         parts = urlsplit(url)
@@ -221,24 +282,33 @@ class OnlineGeocoder:
                               domain=parts.netloc + parts.path.rstrip("/"), scheme=parts.scheme,
                               adapter_factory=URLLibAdapter)
         # No retries: a web request must not wait for them, and an import reports the row.
-        self._search = RateLimiter(nominatim.geocode, min_delay_seconds=min_delay_s,
-                                   max_retries=0, swallow_exceptions=False)
-        # Failures raise and so are never cached: the next call asks again.
+        self._search = nominatim.geocode
+        self.pace = pace
+        # Failures raise and so are never cached: the next call asks again. (A web worker
+        # always passes the same ``max_wait_s``, an import another: one entry per text.)
         self._cached = lru_cache(maxsize=cache_size)(self._lookup)
 
-    def geocode(self, query: str) -> list[dict[str, Any]]:
+    def geocode(self, query: str, *, max_wait_s: float | None = None,
+                before_request: Callable[[], None] | None = None) -> list[dict[str, Any]]:
         """Addresses in the service region matching ``query``, best first; [] when none.
 
-        Raises :class:`GeocoderUnavailable` when the server gives no usable answer.
+        A query not in the cache waits for its turn (:class:`Pace`), at most ``max_wait_s``
+        (None: as long as it takes), and calls ``before_request`` first, which may refuse it
+        by raising (a client's rate limit). Raises :class:`GeocoderUnavailable` when the
+        server gives no usable answer, :class:`GeocoderBusy` when no turn is free in time.
         """
         text = " ".join(query.split())
         if len(name_key(text)) < _MIN_PREFIX:  # too little to look up; nothing is sent
             return []
-        return [dict(item) for item in self._cached(text)]
+        return [dict(item) for item in self._cached(text, max_wait_s, before_request)]
 
-    def _lookup(self, text: str) -> tuple[dict[str, Any], ...]:
+    def _lookup(self, text: str, max_wait_s: float | None,
+                before_request: Callable[[], None] | None) -> tuple[dict[str, Any], ...]:
         from geopy import exc as geopy_errors
 
+        if before_request is not None:
+            before_request()
+        self.pace.take(max_wait_s)
         minlon, minlat, maxlon, maxlat = self.region
         try:
             found = self._search(text, exactly_one=False, limit=_ONLINE_LIMIT,
@@ -283,41 +353,46 @@ class OnlineGeocoder:
 
 def online(config: Mapping[str, Any]) -> OnlineGeocoder | None:
     """The online geocoder the settings in ``config`` ask for; None when it is off (the
-    default). One instance per configuration and process: its pace and cache are shared."""
+    default). One instance per configuration and process: its cache is shared by the threads,
+    its pace (a file in ``INSTANCE_DIR``) by every process of the deployment on this host."""
     if not str(config.get("GEOCODER") or "").strip():
         return None
-    with _ONLINE_LOCK:  # threads asking at once get the one instance too (one pace)
+    with _ONLINE_LOCK:  # threads asking at once get the one instance too (one cache)
         return _online(*(str(config[name]) for name in (
             "GEOCODER", "GEOCODER_URL", "GEOCODER_USER_AGENT", "GEOCODER_TIMEOUT_S",
-            "GEOCODER_MIN_DELAY_S", "REGION_BBOX", "REGION_COUNTRY")))
+            "GEOCODER_MIN_DELAY_S", "REGION_BBOX", "REGION_COUNTRY")),
+            str(Path(config["INSTANCE_DIR"]).resolve()))
 
 
 _ONLINE_LOCK = threading.Lock()
 
 
-def find_place(text: str, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+def find_place(text: str, config: Mapping[str, Any],
+               before_online: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Places for ``text``: the offline gazetteer's postcodes, Stadtteile and Bezirke; only
-    when it finds none, the online geocoder if ``config`` switches one on (which may raise
-    :class:`GeocoderUnavailable`). What /api/v1/geocode answers and the map's "where" reads."""
+    when it finds none, the online geocoder if ``config`` switches one on, waiting at most
+    :data:`WEB_WAIT_S` for its turn (it may raise :class:`GeocoderUnavailable` or
+    :class:`GeocoderBusy`) and calling ``before_online`` before it sends a request (a client's
+    rate limit). What /api/v1/geocode answers and the map's "where" reads."""
     found = default().geocode(text)
     if not found:
         service = online(config)
         if service is not None:
-            found = service.geocode(text)
+            found = service.geocode(text, max_wait_s=WEB_WAIT_S, before_request=before_online)
     return found
 
 
 @lru_cache(maxsize=8)
 def _online(name: str, url: str, user_agent: str, timeout_s: str, min_delay_s: str,
-            region_bbox: str, country: str) -> OnlineGeocoder:
+            region_bbox: str, country: str, instance_dir: str) -> OnlineGeocoder:
     check_geocoder({"GEOCODER": name, "GEOCODER_URL": url, "GEOCODER_USER_AGENT": user_agent,
                     "GEOCODER_TIMEOUT_S": timeout_s, "GEOCODER_MIN_DELAY_S": min_delay_s})
     return OnlineGeocoder(url=url.strip(), user_agent=user_agent.strip()
                           or f"mapservice/{__version__}", timeout_s=float(timeout_s),
-                          min_delay_s=float(min_delay_s),
+                          pace=Pace(Path(instance_dir) / PACE_FILE, float(min_delay_s)),
                           region_bbox=parse_region({"REGION_BBOX": region_bbox}),
                           country=country)
 
 
-__all__ = ["Gazetteer", "OnlineGeocoder", "Place", "Postcode", "centroid", "default",
+__all__ = ["Gazetteer", "OnlineGeocoder", "Pace", "Place", "Postcode", "centroid", "default",
            "name_key", "online"]

@@ -21,6 +21,7 @@ from flask import Flask, Response, current_app, g, has_request_context, render_t
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_limiter import RateLimitExceeded
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import BadRequest, HTTPException
 
@@ -398,26 +399,35 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(MapserviceError)
     def _mapservice_error(exc: MapserviceError):
+        headers = [("Retry-After", str(exc.retry_after))] if exc.retry_after else []
         if _wants_problem():
-            return problem_response(exc.problem())
+            response = problem_response(exc.problem())
+            response.headers.extend(headers)
+            return response
         message = None
         if isinstance(exc, InvalidParameter):
             message = _("The address contains a value that the map cannot use (in "
                         "“%(parameter)s”).", parameter=exc.parameter)
-        return error_page(exc.status, message, detail=exc.detail)
+        return error_page(exc.status, message, detail=exc.detail, headers=headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         # Allow (405), Content-Range (416), Retry-After, WWW-Authenticate: the status's own
         # headers, which RFC 9110 asks for; not werkzeug's Content-Type (the body is ours).
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        description = exc.description
+        if isinstance(exc, RateLimitExceeded):  # RATE_LIMIT (ratelimit.py)
+            wait = g.get("retry_after", 60)
+            headers.append(("Retry-After", str(wait)))
+            description = (f"too many requests from this address ({exc.limit.limit}); ask "
+                           f"again in {wait} s")
         if _wants_problem():
             response = problem_response({"type": "about:blank", "title": exc.name,
-                                         "status": exc.code, "detail": exc.description})
+                                         "status": exc.code, "detail": description})
             response.headers.extend(headers)
             return response
-        own = exc.description != type(exc).description  # a detail the raiser wrote
-        return error_page(exc.code or 500, detail=exc.description if own else None,
+        own = description != type(exc).description  # a detail the raiser wrote
+        return error_page(exc.code or 500, detail=description if own else None,
                           headers=headers)
 
     @app.errorhandler(OperationalError)

@@ -27,6 +27,22 @@ def _bool(value: str) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
+def rate_limits(value: str) -> str:
+    """``value`` if it is a list of rate limits in Flask-Limiter's notation (``20/minute;200/day``;
+    empty: none), else a ValueError naming what is wrong."""
+    from limits import parse_many
+
+    value = value.strip()
+    if value:
+        try:
+            items = parse_many(value)
+        except ValueError:
+            items = []
+        if not items or any(item.amount < 1 for item in items):
+            raise ValueError(f"expected rate limits like '20/minute;200/day', got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -108,8 +124,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GEOCODER_TIMEOUT_S", 3.0, "Longest wait for one answer of the online geocoder "
             "(s); then the API answers 503 and an import reports the row.", float),
     Setting("GEOCODER_MIN_DELAY_S", 1.0, "Least time between two requests to the online "
-            "geocoder (s), per process: each worker keeps its own pace. At least 1 for the "
-            "public server.", float),
+            "geocoder (s), for all worker processes and imports of this instance directory "
+            "together (not across hosts). At least 1 for the public server. A web request "
+            "waits at most 2 s for its turn, else it gets 503 with `Retry-After`.", float),
+    Setting("GEOCODER_RATE_LIMIT", "20/minute;200/day", "Requests to the online geocoder one "
+            "client address may cause (Flask-Limiter notation, `;` between limits); answers "
+            "from the cache or the offline gazetteer do not count. Beyond it: 429 with "
+            "`Retry-After`. Empty: no limit per client (the pace above still holds).",
+            rate_limits),
+    Setting("RATE_LIMIT", "", "Requests one client address may make to the pages and the API "
+            "together, e.g. `600/minute` (static files do not count). Empty: none in the app "
+            "(the reverse proxy's limits, docs/deployment.md). Many people can share one "
+            "address (a shelter's or a library's network): keep it generous.",
+            rate_limits),
+    Setting("RATE_LIMIT_STORAGE", "memory://", "Where the rate limits count (a storage URI of "
+            "the `limits` library). `memory://`: in each worker process (a client's limit is "
+            "then up to WORKERS times as high); `redis://host:6379` shares the counts between "
+            "workers and hosts (needs the `redis` package)."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -141,6 +172,11 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
     """Check the settings that depend on each other and fill those whose default depends on
     others (database file, secret key)."""
     check_geocoder(values)
+    for key in ("RATE_LIMIT", "GEOCODER_RATE_LIMIT"):
+        try:
+            values[key] = rate_limits(str(values.get(key, BY_NAME[key].default)))
+        except ValueError as exc:
+            raise SettingError(f"{PREFIX}{key}: {exc}") from None
     for key, least in (("WORKERS", 1), ("THREADS", 1), ("PROXY_COUNT", 0)):
         if int(values.get(key, BY_NAME[key].default)) < least:
             raise SettingError(f"{PREFIX}{key}: must be at least {least}, got {values[key]!r}")

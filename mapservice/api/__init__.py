@@ -6,6 +6,7 @@ import math
 from flask import Blueprint, Response, current_app, g, request
 
 from .. import geocode
+from ..ratelimit import admit_online_lookup
 from ..errors import InvalidParameter, NotFound
 from ..geojson import feature_bytes, feature_collection, properties, to_csv
 from ..http import json_response, request_url, use_last_modified
@@ -187,12 +188,14 @@ def districts() -> Response:
 def geocode_place() -> Response:
     """A postcode, Stadtteil or Bezirk -> coordinates, from the offline gazetteer; a query it
     does not find goes to the online geocoder when the settings switch one on (a failure
-    there is a 503 naming the cause)."""
+    there is a 503 naming the cause, a busy one 503 and a client beyond its
+    ``GEOCODER_RATE_LIMIT`` 429, both with ``Retry-After``)."""
     _only("q")
     text = parse_text(_single("q"))
     if text is None:
         raise InvalidParameter("q", "is missing or empty: give a postcode, Stadtteil or Bezirk")
-    return json_response({"query": text, "results": geocode.find_place(text, current_app.config)})
+    return json_response({"query": text, "results": geocode.find_place(
+        text, current_app.config, before_online=admit_online_lookup)})
 
 
 # The OpenAPI document (/openapi.json) and its reference page (/docs) register on ``bp``.

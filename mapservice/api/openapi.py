@@ -611,6 +611,8 @@ def _headers() -> dict[str, Any]:
                                                    "`no-store` on errors."},
         "Link": {**string, "description": "`<url>; rel=\"next\"` when there is a next page."},
         "Content-Language": {**string, "description": "The language of the labels."},
+        "Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                        "description": "Seconds after which asking again may succeed."},
     }
 
 
@@ -642,7 +644,17 @@ def _responses() -> dict[str, Any]:
         "GeocoderUnavailable": {
             "description": "The database is unavailable, or the online geocoder (only where it "
                            "is switched on) did not answer in time, could not be reached or "
-                           "answered with an error; `detail` names the cause.",
+                           "answered with an error, or is busy (the deployment asks it at "
+                           "most once a second by default, and the next turns are taken; "
+                           "then with `Retry-After`); `detail` names the cause.",
+            "headers": {"Retry-After": _ref("headers", "Retry-After")},
+            "content": problem},
+        "TooManyGeocoderRequests": {
+            "description": "This client address caused more online geocoder requests than "
+                           "the deployment allows (`MAPSERVICE_GEOCODER_RATE_LIMIT`, by "
+                           "default 20 a minute and 200 a day; answers of the offline "
+                           "gazetteer and cached answers do not count).",
+            "headers": {"Retry-After": _ref("headers", "Retry-After")},
             "content": problem},
         "OgcInvalidParameter": {
             "description": "A parameter is malformed, out of range or unknown (OGC "
@@ -656,14 +668,16 @@ def _responses() -> dict[str, Any]:
 
 def _operation(operation_id: str, tag: str, summary: str, description: str,
                parameters: list[str], ok: dict[str, Any], *, not_found: str | None = None,
-               invalid: str = "InvalidParameter", unavailable: str = "Unavailable"
-               ) -> dict[str, Any]:
-    """One GET operation; ``parameters`` are component names; ``not_found``, ``invalid`` and
-    ``unavailable`` name its 404, 400 and 503 responses."""
+               invalid: str = "InvalidParameter", unavailable: str = "Unavailable",
+               too_many: str | None = None) -> dict[str, Any]:
+    """One GET operation; ``parameters`` are component names; ``not_found``, ``invalid``,
+    ``too_many`` and ``unavailable`` name its 404, 400, 429 and 503 responses."""
     responses: dict[str, Any] = {"200": ok, "304": _ref("responses", "NotModified"),
                                  "400": _ref("responses", invalid)}
     if not_found:
         responses["404"] = _ref("responses", not_found)
+    if too_many:
+        responses["429"] = _ref("responses", too_many)
     responses["503"] = _ref("responses", unavailable)
     return {"tags": [tag], "operationId": operation_id, "summary": summary,
             "description": description,
@@ -839,7 +853,10 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 "Every filter is validated: a malformed or unknown "
                 "parameter is a 400 `application/problem+json` naming it, never silently "
                 "ignored. Reads are public, cacheable for 60 s (`ETag`/`Last-Modified`, 304), "
-                "compressed (br, gzip) and open to other origins (CORS)."),
+                "compressed (br, gzip) and open to other origins (CORS). A deployment may "
+                "limit the requests of one client address (`MAPSERVICE_RATE_LIMIT`, off by "
+                "default): beyond it every path answers 429 `application/problem+json` with "
+                "`Retry-After`."),
             "license": {"name": "AGPL-3.0-or-later",
                         "url": "https://www.gnu.org/licenses/agpl-3.0.html"},
         },
@@ -899,7 +916,7 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 "note in `attribution`. No match is an empty list.", ["geocode_q"],
                 _ok("Matching places, best first.",
                     {JSON: {"schema": _ref("schemas", "GeocodeResults")}}),
-                unavailable="GeocoderUnavailable")},
+                unavailable="GeocoderUnavailable", too_many="TooManyGeocoderRequests")},
             **_ogc_paths(),
             **_hsds_paths(),
             f"{API}/openapi.json": {"get": _operation(

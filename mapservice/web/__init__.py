@@ -12,7 +12,8 @@ from werkzeug.datastructures import MultiDict
 
 from .. import geocode, i18n
 from ..http import check_query_text
-from ..errors import InvalidParameter
+from ..errors import GeocoderUnavailable, InvalidParameter, RateLimited
+from ..ratelimit import admit_online_lookup
 from ..search import MAX_TEXT_LENGTH, parse_search
 from .map import build_map
 
@@ -92,12 +93,22 @@ def _go_to_place(values: list[str]) -> Any:
     text = " ".join(values[0].split())
     if not text:
         return _moved(rest)
-    found = geocode.find_place(text[:MAX_TEXT_LENGTH], current_app.config)
+    try:
+        found = geocode.find_place(text[:MAX_TEXT_LENGTH], current_app.config,
+                                   before_online=admit_online_lookup)
+    except (GeocoderUnavailable, RateLimited) as exc:
+        # the online geocoder cannot answer now: said at the field, with what works instead
+        return {"text": text[:MAX_TEXT_LENGTH], "suggestions": [], "status": exc.status,
+                "retry_after": exc.retry_after,
+                "message": _("Addresses cannot be looked up right now. Please try again in a "
+                             "minute, or type a postcode or district.")}
     if not found:
         # the page again, the form as it was, the problem at the field and the closest names
         # as links (each with the other filters and the view)
         base = url_for("web.index") + "?"
-        return {"text": text[:MAX_TEXT_LENGTH],
+        return {"text": text[:MAX_TEXT_LENGTH], "status": 400,
+                "message": _("“%(place)s” is not a postcode, Stadtteil or Bezirk we know.",
+                             place=text[:MAX_TEXT_LENGTH]),
                 "suggestions": [(name, base + urlencode([*rest, ("where", name)]))
                                 for name in geocode.default().suggest(text)]}
     place = found[0]
@@ -158,7 +169,9 @@ def index():
         "map.html", map=build_map(current_app.config, client, nonce=g.csp_nonce),
         csp_nonce=g.csp_nonce, demo=any(s["name"] == "demo" for s in sources), sources=sources,
         panel={**_filter_panel(taxonomy, lang), "where_error": where_error}),
-        400 if where_error else 200)
+        where_error["status"] if where_error else 200)
+    if where_error and where_error.get("retry_after"):
+        response.headers["Retry-After"] = str(where_error["retry_after"])
     # Each answer has its own nonce: no shared cache may hand it to another visitor, and the
     # browser asks again (its back/forward cache still works, which no-store would prevent).
     response.headers["Cache-Control"] = "private, no-cache"

@@ -1,0 +1,85 @@
+"""Rate limits per client address, with Flask-Limiter.
+
+Two kinds, both settings (``mapservice/settings.py``):
+
+- ``RATE_LIMIT`` (empty by default): every request to the pages and the API of one client
+  address together (Flask-Limiter's *application limits*); static files do not count. Off by
+  default because the reverse proxy's ``limit_req`` is the first line (docs/deployment.md) and
+  because many people can share one address — a shelter's, a school's or a library's network —
+  who must not lock each other out of the map.
+- ``GEOCODER_RATE_LIMIT`` (``20/minute;200/day``): the requests to the *online* geocoder that
+  one client address causes (:func:`admit_online_lookup`, called by ``geocode.find_place`` just
+  before a request leaves the server). Answers of the offline gazetteer and cached answers do
+  not count. Without it one client could use up the deployment's whole pace (one request a
+  second for the public Nominatim server) and everybody else's address searches would be
+  answered "busy".
+
+The client address is ``request.remote_addr``: behind a reverse proxy only with
+``PROXY_COUNT`` set (otherwise every client is the proxy and shares one limit). The counts live
+in ``RATE_LIMIT_STORAGE``: ``memory://`` per worker process, ``redis://…`` shared. A breached
+limit is a 429 with ``Retry-After`` (problem+json for the API, the page in the visitor's language
+for the map). When the storage fails (Redis down), requests are let through and it is logged:
+the map must not go down with its rate limiter.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from flask import Flask, current_app, g, request
+from flask_limiter import Limiter, RequestLimit
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+from limits.errors import ConfigurationError
+
+from .errors import RateLimited
+from .settings import PREFIX, SettingError
+
+log = logging.getLogger(__name__)
+SCOPE_GEOCODER = "geocoder"
+
+
+def init_app(app: Flask) -> None:
+    general = app.config["RATE_LIMIT"]
+    try:
+        limiter = Limiter(get_remote_address, app=app,
+                          storage_uri=app.config["RATE_LIMIT_STORAGE"],
+                          strategy="sliding-window-counter", key_prefix="mapservice",
+                          application_limits=[general] if general else [],
+                          # no X-RateLimit-* on every answer: they would differ per client
+                          # on responses that shared caches keep
+                          headers_enabled=False, swallow_errors=True, on_breach=_breached)
+    except ConfigurationError as exc:
+        raise SettingError(f"{PREFIX}RATE_LIMIT_STORAGE: {exc}") from None
+    limiter.request_filter(lambda: request.endpoint == "static")
+    app.extensions["mapservice"]["limiter"] = limiter
+    app.extensions["mapservice"]["geocoder_limits"] = parse_many(
+        app.config["GEOCODER_RATE_LIMIT"]) if app.config["GEOCODER_RATE_LIMIT"] else []
+
+
+def _breached(limit: RequestLimit) -> None:
+    """Flask-Limiter's callback on a breached limit: remember when to ask again (the 429's
+    ``Retry-After``, written by the error handler in http.py)."""
+    g.retry_after = max(1, math.ceil(limit.reset_at - time.time()))
+
+
+def admit_online_lookup() -> None:
+    """Count one online geocoder request against the client's ``GEOCODER_RATE_LIMIT``;
+    :class:`RateLimited` when one of its limits is used up."""
+    ext = current_app.extensions["mapservice"]
+    limiter: Limiter = ext["limiter"]
+    client = get_remote_address()
+    for item in ext["geocoder_limits"]:
+        try:
+            admitted = limiter.limiter.hit(item, SCOPE_GEOCODER, client)
+            if admitted:
+                continue
+            reset_at = limiter.limiter.get_window_stats(item, SCOPE_GEOCODER, client).reset_time
+        except Exception:  # the storage (Redis) failed: let the request through
+            log.exception("rate limit storage failed; the geocoder request is let through")
+            return
+        wait = max(1, math.ceil(reset_at - time.time()))
+        raise RateLimited(f"too many address lookups from this address ({item}); ask again "
+                          f"in {wait} s, or search by postcode or district, which needs none",
+                          retry_after=wait)
