@@ -243,6 +243,60 @@ def archive_source(source: str, dry_run: bool) -> None:
                f"resource(s)")
 
 
+@click.command("erase")
+@click.argument("text")
+@click.option("--dry-run", is_flag=True, help="List what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@with_appcontext
+def erase(text: str, dry_run: bool, as_json: bool) -> None:
+    """Erase TEXT - a contact person's name, phone number or e-mail address - everywhere.
+
+    From every listing (archived ones too) and organisation, and from every earlier version
+    of them, without regard to case; a phone number also in its stored form (+49 40 ...). A
+    field that is the text is emptied, a longer text keeps its other words ("[…]" in place of
+    the text). The listing gets a new version that does not hold the old value, and the changed
+    fields are locked: correct the source too, or its next import reports them as conflicts
+    instead of writing them back (an organisation's fields are not locked: its source must be
+    corrected). Exports and backups made before still hold the text.
+    """
+    import json
+
+    from importers.validate import normalise_phone
+
+    words = " ".join(text.split())
+    if len(words) < 3:
+        raise click.ClickException("TEXT must have at least 3 characters (it would erase "
+                                   "parts of other words)")
+    needles = [words]
+    try:
+        needles.append(normalise_phone(words))
+    except ValueError:  # not a phone number
+        pass
+    store = _store()
+    report = store.erase_text(needles, changed_by="erase", dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "resources": report.resources,
+                               "organizations": report.organizations,
+                               "versions": report.versions}, ensure_ascii=False, indent=2))
+        return
+    verb = "would erase" if dry_run else "erased"
+    click.echo(f"{verb} the text in {len(report.resources)} listing(s), "
+               f"{len(report.organizations)} organisation(s) and {report.versions} stored "
+               f"version(s)")
+    for item in report.resources:
+        click.echo(f"  listing {item['uid']} {item['name']!r} ({item['status']}): "
+                   + ", ".join(item["fields"]))
+    for item in report.organizations:
+        click.echo(f"  organisation {item['uid']} {item['name']!r}: " + ", ".join(item["fields"]))
+    if report.resources and not dry_run:
+        click.echo("The listings' changed fields are locked against re-imports: correct the "
+                   "sources too.")
+    if report.organizations and not dry_run:
+        click.echo("Organisations have no locked fields: the next import of a source that "
+                   "still has the text writes it back into the organisation. Correct the "
+                   "source first, or run this again after that import.")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -272,7 +326,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, debug:
 
 def register(app: Flask) -> None:
     for command in (init_db, import_demo, import_, import_boundaries, export, duplicates,
-                    archive_source, serve):
+                    archive_source, erase, serve):
         app.cli.add_command(command)
 
 

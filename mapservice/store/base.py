@@ -33,7 +33,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.utils import default_process
 from geoalchemy2 import Geometry
 from sqlalchemy import (ColumnElement, Select, and_, case, cast, delete, func, literal, not_,
-                        null, or_, select, true, type_coerce, union, union_all)
+                        null, or_, select, true, type_coerce, union, union_all, update)
 from sqlalchemy import DateTime, bindparam, column, table, text, tuple_
 from sqlalchemy import Float, Integer, LargeBinary, String, false
 from sqlalchemy.engine import Connection, Engine
@@ -993,6 +993,108 @@ class Store:
                      "changed_at": v.changed_at, "diff": v.diff, "data": v.data}
                     for v in resource.versions]
 
+    # ---- erasing personal data -----------------------------------------------------------
+    def erase_text(self, needles: Sequence[str], *, changed_by: str, dry_run: bool = False,
+                   conn: Connection | None = None) -> ErasureReport:
+        """Remove every occurrence of the ``needles`` (a contact person's name, phone number or
+        e-mail address; compared without regard to case) from the listings, the organisations
+        and every stored version, in one transaction.
+
+        A listing or organisation field that *is* the text is emptied (a name becomes
+        :data:`ERASED`); a longer text keeps its other words, the text replaced by
+        :data:`ERASED`. A listing that changed gets a version by ``changed_by`` whose diff
+        does not hold the old value, and the changed fields are locked, so that a re-import
+        of a source that still has them reports conflicts instead of writing them back. In the
+        versions written before, the text is replaced in the stored state and in the diff.
+        Archived listings are included. ``dry_run`` reports and rolls back.
+        """
+        pattern = _needle_pattern(needles)
+        report = ErasureReport()
+        with self._orm(conn, dry_run) as session:
+            org_ids = self._erase_organizations(session, pattern, report)
+            r = Resource
+            # The cheap part in SQL would miss text inside JSON (translations are stored with
+            # \\u escapes on SQLite): every listing's text columns are read, in id order.
+            after = 0
+            while True:
+                rows = session.execute(
+                    select(r.id, r.name, r.description, r.address, r.phone, r.email, r.website,
+                           r.translations, r.organization_id)
+                    .where(r.id > after).order_by(r.id).limit(_ERASE_BATCH)).all()
+                if not rows:
+                    break
+                after = rows[-1].id
+                hit = [row.id for row in rows if row.organization_id in org_ids or any(
+                    _holds(getattr(row, name), pattern) for name in _ERASABLE)]
+                for res in session.scalars(select(r).where(r.id.in_(hit))) if hit else ():
+                    self._erase_resource(session, res, pattern, changed_by, report)
+            session.flush()
+            v = ResourceVersion
+            after = 0
+            while True:
+                rows = session.execute(select(v.id, v.data, v.diff).where(v.id > after)
+                                       .order_by(v.id).limit(_ERASE_BATCH)).all()
+                if not rows:
+                    break
+                after = rows[-1].id
+                for row in rows:
+                    data, data_changed = _erased(row.data, pattern)
+                    diff, diff_changed = _erased(row.diff, pattern)
+                    if data_changed or diff_changed:
+                        session.execute(update(v).where(v.id == row.id)
+                                        .values(data=data, diff=diff))
+                        report.versions += 1
+            session.flush()
+            self._fill_features(session.connection())
+        return report
+
+    def _erase_organizations(self, session: Session, pattern: re.Pattern[str],
+                             report: ErasureReport) -> set[int]:
+        """Erase in the organisations; the ids of those whose name changed (their listings'
+        versions name them)."""
+        renamed: set[int] = set()
+        for org in session.scalars(select(Organization)):
+            fields = []
+            for name in ("name", "description", "website", "email", "phone"):
+                value, changed = _erased_field(getattr(org, name), pattern,
+                                               required=name == "name")
+                if changed:
+                    setattr(org, name, value)
+                    fields.append(name)
+            if fields:
+                report.organizations.append({"uid": org.uid, "name": org.name,
+                                             "fields": fields})
+                if "name" in fields:
+                    renamed.add(org.id)
+        return renamed
+
+    def _erase_resource(self, session: Session, res: Resource, pattern: re.Pattern[str],
+                        changed_by: str, report: ErasureReport) -> None:
+        before = self.snapshot(res)
+        fields = []
+        for name in _ERASABLE:
+            value, changed = _erased_field(getattr(res, name), pattern, required=name == "name")
+            if changed:
+                setattr(res, name, value)
+                fields.append(name)
+        if res.organization is not None and before["organization"] != res.organization.name:
+            fields.append("organization")
+        if not fields:
+            return
+        if "name" in fields:
+            res.slug = slugify(res.name)
+        locked = [name for name in fields if name != "organization"]
+        res.locked_fields = sorted({*(res.locked_fields or ()), *locked})
+        res.version += 1
+        res.updated_at = dt.datetime.now(dt.timezone.utc)
+        after = self.snapshot(res)
+        session.add(ResourceVersion(
+            resource_id=res.id, version=res.version, changed_by=changed_by,
+            data=_jsonable(after),
+            diff={name: [ERASED, _jsonable(after.get(name))] for name in fields}))
+        report.resources.append({"uid": res.uid, "name": res.name, "status": res.status,
+                                 "fields": fields})
+
     # ---- writing ---------------------------------------------------------------------------
     def register_source(self, name: str, *, licence: str | None = None,
                         attribution: str | None = None, url: str | None = None,
@@ -1708,6 +1810,69 @@ def _point_of(res: Resource) -> tuple[float | None, float | None]:
     return round(point.y, 7), round(point.x, 7)
 
 
+#: What replaces an erased text (``Store.erase_text``): the same in every language.
+ERASED = "[…]"
+#: The listing fields ``Store.erase_text`` looks into (free text and contacts).
+_ERASABLE = ("name", "description", "address", "phone", "email", "website", "translations")
+_ERASE_BATCH = 2000
+
+
+@dataclass
+class ErasureReport:
+    """What :meth:`Store.erase_text` changed: listings and organisations (uid, name after,
+    fields), and how many earlier versions held the text."""
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    organizations: list[dict[str, Any]] = field(default_factory=list)
+    versions: int = 0
+
+
+def _needle_pattern(needles: Sequence[str]) -> re.Pattern[str]:
+    words = sorted({" ".join(n.split()) for n in needles if n and n.strip()}, key=len,
+                   reverse=True)
+    if not words:
+        raise ValueError("nothing to erase")
+    # Any run of white space in the stored text matches one space of the needle.
+    return re.compile("|".join(r"\s+".join(map(re.escape, w.split(" "))) for w in words),
+                      re.IGNORECASE)
+
+
+def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
+    if isinstance(value, str):
+        return pattern.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds(v, pattern) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds(v, pattern) for v in value)
+    return False
+
+
+def _erased(value: Any, pattern: re.Pattern[str]) -> tuple[Any, bool]:
+    """``value`` (JSON: text, lists, objects) with the text replaced; and whether it was in."""
+    if isinstance(value, str):
+        out = pattern.sub(ERASED, value)
+        return out, out != value
+    if isinstance(value, dict):
+        pairs = {k: _erased(v, pattern) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
+    if isinstance(value, list):
+        items = [_erased(v, pattern) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    return value, False
+
+
+def _erased_field(value: Any, pattern: re.Pattern[str], *, required: bool = False
+                  ) -> tuple[Any, bool]:
+    """A stored field without the text: emptied when the text is all of it (``required``:
+    :data:`ERASED`), else the text replaced."""
+    if isinstance(value, str) and pattern.fullmatch(value.strip()):
+        return (ERASED if required else None), True
+    if isinstance(value, dict):  # translations: {lang: {field: text}}
+        out, changed = _erased(value, pattern)
+        return out, changed
+    return _erased(value, pattern)
+
+
 def _diff(source_id: str, before: Mapping[str, Any], data: dict[str, Any],
           locked: Iterable[str] | None, conflicts: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The content fields in which ``data`` differs from ``before``, as {field: [old, new]}.
@@ -1752,5 +1917,5 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["Store", "Hit", "SearchResult", "UpsertReport", "CONTENT_FIELDS", "approximate",
-           "window", "slugify", "literal"]
+__all__ = ["Store", "Hit", "SearchResult", "UpsertReport", "ErasureReport", "CONTENT_FIELDS",
+           "ERASED", "approximate", "window", "slugify", "literal"]
