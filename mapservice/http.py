@@ -374,7 +374,7 @@ _PAGE_MESSAGES = {
     404: _l("There is no page at this address."),
     405: _l("This address does not accept this kind of request."),
     413: _l("The request is too large."),
-    414: _l("The address is too long."),
+    414: _l("The link is too long."),
     416: _l("The requested part of the file does not exist."),
     429: _l("Too many requests: please wait a moment and try again."),
     500: _l("An unexpected error occurred. It has been logged; please try again later."),
@@ -406,7 +406,7 @@ def init_app(app: Flask) -> None:
             return response
         message = None
         if isinstance(exc, InvalidParameter):
-            message = _("The address contains a value that the map cannot use (in "
+            message = _("The link contains a value that the map cannot use (in "
                         "“%(parameter)s”).", parameter=exc.parameter)
         return error_page(exc.status, message, detail=exc.detail, headers=headers)
 

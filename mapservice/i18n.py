@@ -1,6 +1,8 @@
 """UI languages (de, en, ar, fa, uk, tr) with Flask-Babel; ar and fa are right-to-left."""
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, Response, current_app, request
@@ -53,6 +55,20 @@ def preferred_language(offered: tuple[str, ...]) -> str:
 
 def current_language() -> str:
     return str(get_locale() or current_app.config["DEFAULT_LANGUAGE"])
+
+
+@lru_cache(maxsize=1)
+def _collator() -> Any:
+    from pyuca import Collator  # the Unicode Collation Algorithm, read once per process
+
+    return Collator()
+
+
+def sort_key(label: str) -> tuple[int, ...]:
+    """How a list of labels is sorted for people: the Unicode Collation Algorithm's default
+    order, right for every UI language in the main (ä with a in German; і, ї, є in their places
+    in Ukrainian; پ چ ژ ک گ in Persian; ç, ı, ş in Turkish), where code points put them last."""
+    return _collator().sort_key(label)
 
 
 def text_direction(lang: str) -> str:

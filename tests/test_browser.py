@@ -162,7 +162,7 @@ def test_opening_hours_are_shown_in_the_pages_language(app, store, browser_conte
     # the weekdays as this Chromium's ICU names them (de: "Mo" or "Mo.")
     weekday = """([lang, day]) => new Intl.DateTimeFormat(lang, {weekday: "short",
                  timeZone: "UTC"}).format(new Date(Date.UTC(2024, 0, day)))"""
-    words = {"ar": "العطل الرسمية مغلق", "de": "Feiertage geschlossen",
+    words = {"ar": "في العطل الرسمية مغلق", "de": "Feiertage geschlossen",
              "en": "public holidays closed"}
     with serve(app) as base:
         for lang, holidays_closed in words.items():

@@ -210,7 +210,7 @@ def test_the_panels_where_field_centres_the_map_on_a_place(demo_client):
     assert r.status_code == 400 and r.mimetype == "text/html"
     page = r.get_data(as_text=True)
     assert 'id="ms-map' in page or "ms-map" in page
-    assert "“Altonna” is not a postcode, Stadtteil or Bezirk we know." in page
+    assert "“Altonna” is not a postcode or district we know." in page
     assert 'value="Altonna" aria-invalid="true"' in page
     assert "Did you mean:" in page and \
         'href="/?lang=en&amp;category=counselling&amp;cost=free&amp;where=Altona"' in page
@@ -233,7 +233,7 @@ def test_a_host_header_that_is_no_host_name_is_a_client_error(demo_client):
 
 def test_the_demo_sources_line_speaks_the_pages_language(demo_client):
     arabic = demo_client.get("/?lang=ar").get_data(as_text=True)
-    assert "قوائم تجريبية خيالية" in arabic and "Fictional demo listings" not in arabic
+    assert "بيانات تجريبية خيالية" in arabic and "Fictional demo listings" not in arabic
     assert "Fictional demo listings" in demo_client.get("/?lang=en").get_data(as_text=True)
 
 
@@ -570,3 +570,41 @@ def test_filters_kept_from_the_address_read_in_the_pages_language(demo_client):
     assert "<bdi>الحي أو المنطقة: Altona</bdi>" in kept
     assert "category=" not in kept and "audience=" not in kept
     assert '<input type="hidden" name="audience" value="newcomers">' in page
+    # the values of cost, wheelchair and open_now are words too (were "paid", "limited"),
+    # joined by the language's own separators (Arabic: "؛" between filters, "،" in one)
+    page = demo_client.get("/?lang=ar&cost=free&cost=paid,reduced&wheelchair=yes"
+                           "&wheelchair=limited").get_data(as_text=True)
+    kept = page.split('class="ms-kept"')[1].split("</p>")[0]
+    assert "<bdi>التكلفة: برسوم، بسعر مخفّض</bdi>؛ " in kept, kept
+    assert "جزئيًا" in kept and "paid" not in kept and "limited" not in kept
+    assert "رابط هذه الصفحة" in kept
+    kept = demo_client.get("/?lang=de&wheelchair=no&wheelchair=unknown").get_data(
+        as_text=True).split('class="ms-kept"')[1].split("</p>")[0]
+    assert "Rollstuhlzugang: Unbekannt" in kept
+    # a first value that the panel's checkbox cannot show is named, not hidden (the map
+    # filtered by it while the panel showed no filter) and kept when the form is sent
+    page = demo_client.get("/?lang=en&wheelchair=limited&cost=free,reduced").get_data(
+        as_text=True)
+    kept = page.split('class="ms-kept"')[1].split("</p>")[0]
+    assert "<bdi>Wheelchair access: Partly</bdi>" in kept
+    assert "<bdi>Cost: Free of charge, Reduced price</bdi>" in kept
+    assert '<input type="hidden" name="wheelchair" value="limited">' in page
+    assert 'value="yes" checked' not in page and 'value="free" checked' not in page
+
+
+def test_the_filter_lists_are_sorted_as_people_sort_them(demo_client):
+    """Not by code point, which put Ukrainian "Іспанська", Turkish "Çince" and Persian labels
+    that start with پ چ ک گ last, and German "Für ältere Menschen" after "Für Frauen"."""
+    def options(lang: str, name: str) -> list[str]:
+        page = demo_client.get(f"/?lang={lang}").get_data(as_text=True)
+        select = page.split(f'name="{name}"')[1].split("</select>")[0]
+        return [o.split(">", 1)[1].split("<")[0] for o in select.split("<option")[2:]]
+
+    uk = options("uk", "language")
+    assert uk.index("Іспанська") < uk.index("Китайська"), uk
+    tr = options("tr", "language")
+    assert tr.index("Bulgarca") < tr.index("Çince") < tr.index("Farsça / Darice"), tr
+    fa = options("fa", "category")
+    assert fa.index("کتابخانه‌ها") < fa.index("مشاوره") < fa.index("ورزش و اوقات فراغت"), fa
+    de = options("de", "category")
+    assert de.index("Für ältere Menschen") < de.index("Für Frauen"), de

@@ -33,9 +33,25 @@ PAGE_PARAMETERS = frozenset((*MAP_FILTERS, "lat", "lon", "z"))
 PANEL_FILTERS = ("q", "category", "language", "cost", "wheelchair", "open_now")
 
 
+#: The one value each checkbox of the panel sets.
+_CHECKBOX_VALUE = {"cost": {"free"}, "wheelchair": {"yes"}, "open_now": {"true"}}
+
+
 #: How a filter the panel keeps from the page's address reads, by parameter (the values of
 #: coded filters through the taxonomy, the others as written).
 _TAXONOMY_OF = {"category": "categories", "language": "languages", "audience": "audiences"}
+
+
+def _value_labels() -> dict[str, dict[str, str]]:
+    """The words for the values of the filters that are not in the taxonomy."""
+    # TRANSLATORS: a value of the cost or wheelchair filter that the data does not know
+    unknown = _("Not known")
+    return {"cost": {"free": _("Free of charge"), "reduced": _("Reduced price"),
+                     "paid": _("With a fee"), "unknown": unknown},
+            # TRANSLATORS: wheelchair access: yes, partly, no
+            "wheelchair": {"yes": _("Yes"), "limited": _("Partly"), "no": _("No"),
+                           "unknown": unknown},
+            "open_now": {"true": _("Yes"), "false": _("No")}}
 
 
 def _kept_label(taxonomy: Any, lang: str, name: str, value: str) -> str:
@@ -45,8 +61,16 @@ def _kept_label(taxonomy: Any, lang: str, name: str, value: str) -> str:
               "cost": _("Cost"), "wheelchair": _("Wheelchair access"),
               "open_now": _("Open now")}
     kind = _TAXONOMY_OF.get(name)
-    shown = ", ".join(taxonomy.label(kind, code.strip(), lang) for code in value.split(",")
-                      ) if kind else value
+    words = _value_labels().get(name, {})
+    # TRANSLATORS: between the values of one kept filter ("Cost: Free of charge, Reduced price")
+    comma = _(", ")
+    if kind:
+        shown = comma.join(taxonomy.label(kind, code.strip(), lang) for code in value.split(","))
+    elif words:
+        shown = comma.join(words.get(code.strip().lower(), code.strip())
+                           for code in value.split(","))
+    else:
+        shown = value
     return f"{titles.get(name, name)}: {shown}"
 
 
@@ -54,18 +78,26 @@ def _filter_panel(taxonomy: Any, lang: str) -> dict[str, Any]:
     """What the filter form shows: the current values, the choices in the page's language
     (sorted as the language sorts them, roughly), and the filters it keeps hidden."""
     args = request.args
+    # The panel shows a filter's first value where one of its controls can: a checkbox only
+    # its one value, a choice one code; any other value is kept and named below the controls
+    # (``wheelchair=limited`` filtered the map while the panel showed no filter at all).
+    codes = {"category": {c["code"] for c in taxonomy.localized("categories", lang)},
+             "language": {c["code"] for c in taxonomy.localized("languages", lang)},
+             **_CHECKBOX_VALUE}
     first = {name: (args.getlist(name) or [""])[0] for name in PANEL_FILTERS}
+    first = {name: value if name == "q" or value in codes[name] else ""
+             for name, value in first.items()}
     kept = [(name, value, _kept_label(taxonomy, lang, name, value)) for name in MAP_FILTERS
             for i, value in enumerate(args.getlist(name))
-            if name not in PANEL_FILTERS or i > 0]
+            if name not in PANEL_FILTERS or i > 0 or first[name] != value]
     return {
         "current": first,
         "categories": sorted(((c["code"], c["label"]) for c in
                               taxonomy.localized("categories", lang)),
-                             key=lambda item: item[1].casefold()),
+                             key=lambda item: i18n.sort_key(item[1])),
         "languages": sorted(((c["code"], c["label"]) for c in
                              taxonomy.localized("languages", lang)),
-                            key=lambda item: item[1].casefold()),
+                            key=lambda item: i18n.sort_key(item[1])),
         "kept": kept,
         "active": any(args.getlist(name) for name in MAP_FILTERS),
         "lang": args.get("lang"),
@@ -107,7 +139,7 @@ def _go_to_place(values: list[str]) -> Any:
         # as links (each with the other filters and the view)
         base = url_for("web.index") + "?"
         return {"text": text[:MAX_TEXT_LENGTH], "status": 400,
-                "message": _("“%(place)s” is not a postcode, Stadtteil or Bezirk we know.",
+                "message": _("“%(place)s” is not a postcode or district we know.",
                              place=text[:MAX_TEXT_LENGTH]),
                 "suggestions": [(name, base + urlencode([*rest, ("where", name)]))
                                 for name in geocode.default().suggest(text)]}
@@ -147,19 +179,27 @@ def index():
         "filters": list(MAP_FILTERS),
         "texts": {"website": _("Website"), "approximate": _("Approximate area only: the exact "
                                                              "address is protected."),
-                  "count": _("%(n)s places in this map area.", n="%(n)s"),
+                  # TRANSLATORS: the list's status line; %(n)s is a number
+                  "count": _("Places in this map area: %(n)s.", n="%(n)s"),
                   # more places in the area than one answer carries: counts per cell
-                  "many": _("%(n)s places in this map area: zoom in or filter to list them.",
+                  "many": _("Places in this map area: %(n)s. Zoom in or filter to list them.",
                             n="%(n)s"),
                   "error": _("The places could not be loaded. Please try again."),
                   "nearme": _("The map shows the area around you."),
                   # Leaflet's buttons and markercluster's groups, named in the page's language
+                  # TRANSLATORS: button names (a verb): zoom the map in, out; close the popup
                   "zoomin": _("Zoom in"), "zoomout": _("Zoom out"), "close": _("Close"),
+                  # TRANSLATORS: a screen reader's name of a button for a group of %(n)s places
                   "cluster": _("Places here: %(n)s. Zoom in", n="%(n)s"),
                   "nolocation": _("Your location could not be determined. Type a postcode "
                                   "or district instead."),
                   # opening hours: "PH off" -> "public holidays closed", "24/7"
-                  "holidays": _("public holidays"), "closed": _("closed"),
+                  # TRANSLATORS: replaces "PH" in an opening-hours line, before what applies
+                  # then: "Mo-Fr 10:00-16:00; on public holidays closed" (or a time)
+                  "holidays": _("public holidays"),
+                  # TRANSLATORS: replaces "off" in an opening-hours line (see "public holidays")
+                  "closed": _("closed"),
+                  # TRANSLATORS: the whole opening-hours line of a place open 24/7
                   "always": _("open around the clock")},
     }
     # The page's own inline scripts (Folium's set-up) run by this nonce; the CSP allows no
