@@ -334,8 +334,16 @@ def _create(*_args) -> Flask:
     from . import create_app
     from .settings import SettingError
 
+    import os
+    import secrets
+
+    # The commands sign nothing: without MAPSERVICE_SECRET_KEY they get a key for this run
+    # instead of writing instance/secret_key wherever they run (even `mapservice --help` did).
+    # The served app (granian's workers) creates and shares the file as before.
+    config = None if os.environ.get("MAPSERVICE_SECRET_KEY") else {
+        "SECRET_KEY": secrets.token_hex(32)}
     try:
-        return create_app()
+        return create_app(config)
     except SettingError as exc:  # a wrong MAPSERVICE_* value: say which, without a traceback
         raise click.ClickException(f"configuration: {exc}") from None
 

@@ -55,6 +55,17 @@ def test_flask_cli_reaches_the_same_commands(tmp_path):
         assert command in done.stdout
 
 
+def test_help_and_commands_write_no_secret_key_where_they_run(tmp_path):
+    """`mapservice --help` in any directory left instance/secret_key behind (the commands sign
+    nothing; the served app creates the key)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPSERVICE_")}
+    done = subprocess.run([sys.executable, "-m", "mapservice", "--help"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "erase" in done.stdout and "archive-source" in done.stdout
+    assert not (tmp_path / "instance" / "secret_key").exists()
+
+
 def test_migrations_up_down_up(backend, engine):
     migrate.downgrade(engine, "base")
     assert migrate.current(engine) is None
