@@ -1,4 +1,4 @@
-"""Rate limits per client address, with Flask-Limiter.
+"""Rate limits per client address, with Flask-Limiter and the ``limits`` library under it.
 
 Two kinds, both settings (``mapservice/settings.py``):
 
@@ -9,7 +9,8 @@ Two kinds, both settings (``mapservice/settings.py``):
   who must not lock each other out of the map.
 - ``GEOCODER_RATE_LIMIT`` (``20/minute;200/day``): the requests to the *online* geocoder that
   one client address causes (:func:`admit_online_lookup`, called by ``geocode.find_place`` just
-  before a request leaves the server). Answers of the offline gazetteer and cached answers do
+  before a request leaves the server; counted with ``limits`` directly, so that an app without
+  ``RATE_LIMIT`` does not run Flask-Limiter's hooks on every request). Answers of the offline gazetteer and cached answers do
   not count. Without it one client could use up the deployment's whole pace (one request a
   second for the public Nominatim server) and everybody else's address searches would be
   answered "busy".
@@ -32,6 +33,8 @@ from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from .errors import RateLimited
 from .settings import PREFIX, SettingError
@@ -41,21 +44,27 @@ SCOPE_GEOCODER = "geocoder"
 
 
 def init_app(app: Flask) -> None:
-    general = app.config["RATE_LIMIT"]
+    uri = app.config["RATE_LIMIT_STORAGE"]
     try:
-        limiter = Limiter(get_remote_address, app=app,
-                          storage_uri=app.config["RATE_LIMIT_STORAGE"],
+        # the geocoder's limits count with the library Flask-Limiter is built on, on their own
+        # (its request hooks cost ~45 µs a request even without a limit)
+        ext = app.extensions["mapservice"]
+        ext["geocoder_limiter"] = SlidingWindowCounterRateLimiter(storage_from_string(uri))
+        ext["geocoder_limits"] = parse_many(app.config["GEOCODER_RATE_LIMIT"]) \
+            if app.config["GEOCODER_RATE_LIMIT"] else []
+        general = app.config["RATE_LIMIT"]
+        if not general:
+            return
+        limiter = Limiter(get_remote_address, app=app, storage_uri=uri,
                           strategy="sliding-window-counter", key_prefix="mapservice",
-                          application_limits=[general] if general else [],
+                          application_limits=[general],
                           # no X-RateLimit-* on every answer: they would differ per client
                           # on responses that shared caches keep
                           headers_enabled=False, swallow_errors=True, on_breach=_breached)
     except ConfigurationError as exc:
         raise SettingError(f"{PREFIX}RATE_LIMIT_STORAGE: {exc}") from None
     limiter.request_filter(lambda: request.endpoint == "static")
-    app.extensions["mapservice"]["limiter"] = limiter
-    app.extensions["mapservice"]["geocoder_limits"] = parse_many(
-        app.config["GEOCODER_RATE_LIMIT"]) if app.config["GEOCODER_RATE_LIMIT"] else []
+    ext["limiter"] = limiter
 
 
 def _breached(limit: RequestLimit) -> None:
@@ -68,14 +77,13 @@ def admit_online_lookup() -> None:
     """Count one online geocoder request against the client's ``GEOCODER_RATE_LIMIT``;
     :class:`RateLimited` when one of its limits is used up."""
     ext = current_app.extensions["mapservice"]
-    limiter: Limiter = ext["limiter"]
+    limiter = ext["geocoder_limiter"]
     client = get_remote_address()
     for item in ext["geocoder_limits"]:
         try:
-            admitted = limiter.limiter.hit(item, SCOPE_GEOCODER, client)
-            if admitted:
+            if limiter.hit(item, SCOPE_GEOCODER, client):
                 continue
-            reset_at = limiter.limiter.get_window_stats(item, SCOPE_GEOCODER, client).reset_time
+            reset_at = limiter.get_window_stats(item, SCOPE_GEOCODER, client).reset_time
         except Exception:  # the storage (Redis) failed: let the request through
             log.exception("rate limit storage failed; the geocoder request is let through")
             return
