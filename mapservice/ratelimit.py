@@ -10,10 +10,10 @@ Two kinds, both settings (``mapservice/settings.py``):
 - ``GEOCODER_RATE_LIMIT`` (``20/minute;200/day``): the requests to the *online* geocoder that
   one client address causes (:func:`admit_online_lookup`, called by ``geocode.find_place`` just
   before a request leaves the server; counted with ``limits`` directly, so that an app without
-  ``RATE_LIMIT`` does not run Flask-Limiter's hooks on every request). Answers of the offline gazetteer and cached answers do
-  not count. Without it one client could use up the deployment's whole pace (one request a
-  second for the public Nominatim server) and everybody else's address searches would be
-  answered "busy".
+  ``RATE_LIMIT`` does not run Flask-Limiter's hooks on every request). Answers of the offline
+  gazetteer and cached answers do not count. Without it one client could use up the
+  deployment's whole pace (one request a second for the public Nominatim server) and everybody
+  else's address searches would be answered "busy".
 
 The client address is ``request.remote_addr``: behind a reverse proxy only with
 ``PROXY_COUNT`` set (otherwise every client is the proxy and shares one limit). The counts live
