@@ -169,7 +169,9 @@ def test_opening_hours_are_shown_in_the_pages_language(app, store, browser_conte
             page.goto(f"{base}/?lang={lang}&lat=53.55208&lon=9.91752&z=17", wait_until="load")
             monday, friday = (page.evaluate(weekday, [lang, day]) for day in (1, 5))
             assert monday != "Mo" or lang == "de"
-            text = f"{monday}-{friday} 10:00-18:00; {holidays_closed}"
+            # and the language's own separator (was the ASCII ";" in an Arabic line)
+            text = f"{monday}-{friday} 10:00-18:00{'؛ ' if lang == 'ar' else '; '}" \
+                   f"{holidays_closed}"
             page.get_by_role("button", name=name).click()
             hours = page.locator(".leaflet-popup-content .ms-hours")
             hours.wait_for()

@@ -200,7 +200,9 @@ def index():
                   # TRANSLATORS: replaces "off" in an opening-hours line (see "public holidays")
                   "closed": _("closed"),
                   # TRANSLATORS: the whole opening-hours line of a place open 24/7
-                  "always": _("open around the clock")},
+                  "always": _("open around the clock"),
+                  # the hours line's separators ("Mo, We; PH off"): the language's own
+                  "semicolon": _("; "), "comma": _(", ").rstrip() or ","},
     }
     # The page's own inline scripts (Folium's set-up) run by this nonce; the CSP allows no
     # other inline script (http.init_app), so injected markup could not run any.

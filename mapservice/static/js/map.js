@@ -39,10 +39,16 @@
 
   function hoursText(value, options) {
     if (value.trim() === "24/7") { return options.texts.always; }
-    return value.replace(/\b(Mo|Tu|We|Th|Fr|Sa|Su|PH|off|closed)\b/g, function (token) {
-      if (Object.prototype.hasOwnProperty.call(DAYS, token)) { return dayName(options.lang, DAYS[token]); }
-      return token === "PH" ? options.texts.holidays : options.texts.closed;
-    });
+    // outside the quoted comments: the separators of the page's language too (Arabic and
+    // Farsi "؛" and "،")
+    return value.split(/("[^"]*")/).map(function (part, i) {
+      if (i % 2) { return part; }
+      return part.replace(/\b(Mo|Tu|We|Th|Fr|Sa|Su|PH|off|closed)\b/g, function (token) {
+        if (Object.prototype.hasOwnProperty.call(DAYS, token)) { return dayName(options.lang, DAYS[token]); }
+        return token === "PH" ? options.texts.holidays : options.texts.closed;
+      }).replace(/\s*;\s*/g, options.texts.semicolon || "; ")
+        .replace(/\s*,\s*/g, options.texts.comma || ",");
+    }).join("");
   }
 
   // A text of the listing (any language, any direction) inside the page's direction: isolated
