@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import difflib
 import fcntl
+import logging
 import math
 import os
 import re
@@ -51,6 +52,7 @@ from .search import fold
 from .settings import check_geocoder
 from .settings import region_bbox as parse_region
 
+log = logging.getLogger(__name__)
 GAZETTEER_DIR = DATA_DIR / "gazetteer"
 LEVELS = ("bezirk", "stadtteil")
 _POSTCODE = re.compile(r"(?<!\d)(\d{5})(?!\d)")
@@ -209,51 +211,74 @@ PACE_FILE = "geocoder-pace"
 class Pace:
     """One turn per ``min_delay_s`` for every process and thread that shares ``path``.
 
-    The file holds the time (Unix seconds) of the latest turn given out. A caller takes the
-    next free turn under an exclusive ``flock`` of the file, writes it down and releases the
-    lock before it sleeps until its turn, so that callers queue without holding the lock. On one
-    host the workers of ``mapservice serve`` and a ``mapservice import`` of the same instance
-    directory thus keep one pace together (a pace per process would let N workers send N
-    requests a second to a server that allows one). Hosts do not share it: a deployment on
-    several hosts needs its own geocoder or a pace divided among them.
+    The file holds the time of the latest turn given out (``time.monotonic()``: the same clock
+    for every process of a host, and one that no one sets back). A caller takes the next free
+    turn under an exclusive ``flock`` of the file, writes it down and releases the lock before
+    it sleeps until its turn, so that callers queue without holding the lock. On one host the
+    workers of ``mapservice serve`` and a ``mapservice import`` of the same instance directory
+    thus keep one pace together (a pace per process would let N workers send N requests a
+    second to a server that allows one). Hosts do not share it: a deployment on several hosts
+    needs its own geocoder or a pace divided among them. When the file cannot be written
+    (a read-only instance directory), the pace is kept per process, and that is logged.
     """
-
-    #: A turn further ahead than this (s) is a clock that was set back, not a queue.
-    _STALE_S = 3600.0
 
     def __init__(self, path: Path, min_delay_s: float) -> None:
         self.path = path
         self.min_delay_s = min_delay_s
+        # A turn further ahead than this is not a queue but a clock from before a reboot.
+        self._stale_s = max(60.0, 30 * min_delay_s)
+        self._lock = threading.Lock()  # the fallback when the file cannot be used
+        self._last = -math.inf
+        self._warned = False
 
     def take(self, max_wait_s: float | None = None) -> None:
         """Wait for the next turn. With ``max_wait_s``, a turn further away is not taken:
         :class:`GeocoderBusy` says when to ask again."""
         if self.min_delay_s <= 0:
             return
+        try:
+            wait = self._reserve_in_file(max_wait_s)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("the geocoder's pace file %s cannot be used (%s): the pace is kept "
+                            "per process; make the instance directory writable for the "
+                            "service", self.path, exc)
+            with self._lock:
+                self._last, wait = self._reserve(self._last, max_wait_s)
+        if wait > 0:
+            time.sleep(wait)
+
+    def _reserve_in_file(self, max_wait_s: float | None) -> float:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o660)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
             try:
-                last = float(os.pread(fd, 64, 0).decode("ascii") or 0)
+                last = float(os.pread(fd, 64, 0).decode("ascii") or "-inf")
             except ValueError:  # not written by us (or cut short): no turn is pending
-                last = 0.0
-            now = time.time()
-            if not math.isfinite(last) or last > now + self._STALE_S:
-                last = 0.0
-            turn = max(now, last + self.min_delay_s)
-            wait = turn - now
-            if max_wait_s is not None and wait > max_wait_s:
-                raise GeocoderBusy(
-                    f"the online geocoder is busy: it is asked at most once every "
-                    f"{self.min_delay_s:g} s, and other requests have the next turns; ask "
-                    f"again in {math.ceil(wait)} s", retry_after=math.ceil(wait))
+                last = -math.inf
+            turn, wait = self._reserve(last, max_wait_s)
             os.ftruncate(fd, 0)
             os.pwrite(fd, repr(turn).encode("ascii"), 0)
         finally:
             os.close(fd)
-        if wait > 0:
-            time.sleep(wait)
+        return wait
+
+    def _reserve(self, last: float, max_wait_s: float | None) -> tuple[float, float]:
+        """(the next turn after ``last``, the wait for it); :class:`GeocoderBusy` when that is
+        more than ``max_wait_s`` away."""
+        now = time.monotonic()
+        if math.isnan(last) or last > now + self._stale_s:
+            last = -math.inf
+        turn = max(now, last + self.min_delay_s)
+        wait = turn - now
+        if max_wait_s is not None and wait > max_wait_s:
+            raise GeocoderBusy(
+                f"the online geocoder is busy: it is asked at most once every "
+                f"{self.min_delay_s:g} s, and other requests have the next turns; ask "
+                f"again in {math.ceil(wait)} s", retry_after=math.ceil(wait))
+        return turn, wait
 
 
 class OnlineGeocoder:
@@ -289,12 +314,14 @@ class OnlineGeocoder:
         self._cached = lru_cache(maxsize=cache_size)(self._lookup)
 
     def geocode(self, query: str, *, max_wait_s: float | None = None,
-                before_request: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+                before_request: Callable[[], Callable[[], None]] | None = None
+                ) -> list[dict[str, Any]]:
         """Addresses in the service region matching ``query``, best first; [] when none.
 
         A query not in the cache waits for its turn (:class:`Pace`), at most ``max_wait_s``
-        (None: as long as it takes), and calls ``before_request`` first, which may refuse it
-        by raising (a client's rate limit). Raises :class:`GeocoderUnavailable` when the
+        (None: as long as it takes). ``before_request`` (a client's rate limit) is called
+        before that and may refuse the request by raising; the function it returns is called
+        once the request has its turn (to count it). Raises :class:`GeocoderUnavailable` when the
         server gives no usable answer, :class:`GeocoderBusy` when no turn is free in time.
         """
         text = " ".join(query.split())
@@ -303,12 +330,16 @@ class OnlineGeocoder:
         return [dict(item) for item in self._cached(text, max_wait_s, before_request)]
 
     def _lookup(self, text: str, max_wait_s: float | None,
-                before_request: Callable[[], None] | None) -> tuple[dict[str, Any], ...]:
+                before_request: Callable[[], Callable[[], None]] | None
+                ) -> tuple[dict[str, Any], ...]:
         from geopy import exc as geopy_errors
 
-        if before_request is not None:
-            before_request()
+        # the client's limit is checked first and counted only once the request has its turn
+        # (a "busy" answer sends nothing and must not use the client's allowance up)
+        count = before_request() if before_request is not None else None
         self.pace.take(max_wait_s)
+        if count is not None:
+            count()
         minlon, minlat, maxlon, maxlat = self.region
         try:
             found = self._search(text, exactly_one=False, limit=_ONLINE_LIMIT,
@@ -368,7 +399,8 @@ _ONLINE_LOCK = threading.Lock()
 
 
 def find_place(text: str, config: Mapping[str, Any],
-               before_online: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+               before_online: Callable[[], Callable[[], None]] | None = None
+               ) -> list[dict[str, Any]]:
     """Places for ``text``: the offline gazetteer's postcodes, Stadtteile and Bezirke; only
     when it finds none, the online geocoder if ``config`` switches one on, waiting at most
     :data:`WEB_WAIT_S` for its turn (it may raise :class:`GeocoderUnavailable` or

@@ -47,7 +47,7 @@ _COMPRESSIBLE = frozenset({
 })
 _GZIP_LEVEL = 6
 _BROTLI_QUALITY = 5  # brotli's default (11) costs ~20x the CPU for a few per cent less
-CORS_EXPOSE_HEADERS = "ETag, Link, Content-Disposition"
+CORS_EXPOSE_HEADERS = "ETag, Link, Content-Disposition, Retry-After"
 CORS_ALLOW_HEADERS = "Accept, Accept-Language, If-None-Match, If-Modified-Since"
 _READ_METHODS = ("GET", "HEAD")
 # The request headers that can make a response conditional (304, 412) or partial (206).

@@ -20,13 +20,16 @@ The client address is ``request.remote_addr``: behind a reverse proxy only with
 in ``RATE_LIMIT_STORAGE``: ``memory://`` per worker process, ``redis://…`` shared. A breached
 limit is a 429 with ``Retry-After`` (problem+json for the API, the page in the visitor's language
 for the map). When the storage fails (Redis down), requests are let through and it is logged:
-the map must not go down with its rate limiter.
+the map must not go down with its rate limiter; a Redis that does not answer holds a request
+at most half a second per check (Flask-Limiter then counts in memory until it is back).
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
+from typing import Any, Callable
 
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter, RequestLimit
@@ -49,13 +52,16 @@ def init_app(app: Flask) -> None:
         # the geocoder's limits count with the library Flask-Limiter is built on, on their own
         # (its request hooks cost ~45 µs a request even without a limit)
         ext = app.extensions["mapservice"]
-        ext["geocoder_limiter"] = SlidingWindowCounterRateLimiter(storage_from_string(uri))
+        ext["geocoder_limiter"] = SlidingWindowCounterRateLimiter(
+            storage_from_string(uri, **_storage_options(uri)))
         ext["geocoder_limits"] = parse_many(app.config["GEOCODER_RATE_LIMIT"]) \
             if app.config["GEOCODER_RATE_LIMIT"] else []
         general = app.config["RATE_LIMIT"]
         if not general:
             return
-        limiter = Limiter(get_remote_address, app=app, storage_uri=uri,
+        limiter = Limiter(client_key, app=app, storage_uri=uri,
+                          storage_options=_storage_options(uri),
+                          in_memory_fallback_enabled=True,
                           strategy="sliding-window-counter", key_prefix="mapservice",
                           application_limits=[general],
                           # no X-RateLimit-* on every answer: they would differ per client
@@ -63,8 +69,18 @@ def init_app(app: Flask) -> None:
                           headers_enabled=False, swallow_errors=True, on_breach=_breached)
     except ConfigurationError as exc:
         raise SettingError(f"{PREFIX}RATE_LIMIT_STORAGE: {exc}") from None
-    limiter.request_filter(lambda: request.endpoint == "static")
+    # static files are not counted, nor CORS preflights (browsers cache them for a day; a
+    # 429 to one would read as a CORS failure)
+    limiter.request_filter(lambda: request.endpoint == "static" or request.method == "OPTIONS")
     ext["limiter"] = limiter
+
+
+def _storage_options(uri: str) -> dict[str, Any]:
+    """A shared storage that hangs must not hold every request for the client's default
+    timeout (5 s): Redis gets half a second."""
+    if uri.startswith(("redis://", "rediss://", "redis+")):
+        return {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+    return {}
 
 
 def _breached(limit: RequestLimit) -> None:
@@ -73,21 +89,49 @@ def _breached(limit: RequestLimit) -> None:
     g.retry_after = max(1, math.ceil(limit.reset_at - time.time()))
 
 
-def admit_online_lookup() -> None:
-    """Count one online geocoder request against the client's ``GEOCODER_RATE_LIMIT``;
-    :class:`RateLimited` when one of its limits is used up."""
+def client_key() -> str:
+    """The client address a limit counts: an IPv6 address by its /64 (one subscriber's
+    network, inside which an address can be changed at will), an IPv4 address as it is."""
+    address = get_remote_address() or ""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def admit_online_lookup() -> Callable[[], None]:
+    """Check the client's ``GEOCODER_RATE_LIMIT`` before a request to the online geocoder:
+    :class:`RateLimited` when one of its limits is used up; else a function that counts the
+    request, called once it has its turn (a request answered "busy" counts nothing)."""
     ext = current_app.extensions["mapservice"]
     limiter = ext["geocoder_limiter"]
-    client = get_remote_address()
-    for item in ext["geocoder_limits"]:
+    items = ext["geocoder_limits"]
+    client = client_key()
+    try:
+        for item in items:
+            if not limiter.test(item, SCOPE_GEOCODER, client):
+                reset_at = limiter.get_window_stats(item, SCOPE_GEOCODER, client).reset_time
+                wait = max(1, math.ceil(reset_at - time.time()))
+                raise RateLimited(
+                    f"too many address lookups from this address ({item}); ask again in "
+                    f"{wait} s, or search by postcode or district, which needs none",
+                    retry_after=wait)
+    except RateLimited:
+        raise
+    except Exception:  # the storage (Redis) failed: let the request through
+        log.exception("rate limit storage failed; the geocoder request is let through")
+        return lambda: None
+
+    def count() -> None:
         try:
-            if limiter.hit(item, SCOPE_GEOCODER, client):
-                continue
-            reset_at = limiter.get_window_stats(item, SCOPE_GEOCODER, client).reset_time
-        except Exception:  # the storage (Redis) failed: let the request through
-            log.exception("rate limit storage failed; the geocoder request is let through")
-            return
-        wait = max(1, math.ceil(reset_at - time.time()))
-        raise RateLimited(f"too many address lookups from this address ({item}); ask again "
-                          f"in {wait} s, or search by postcode or district, which needs none",
-                          retry_after=wait)
+            for item in items:
+                limiter.hit(item, SCOPE_GEOCODER, client)
+        except Exception:
+            log.exception("rate limit storage failed; the geocoder request was not counted")
+
+    return count

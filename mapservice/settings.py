@@ -38,7 +38,7 @@ def rate_limits(value: str) -> str:
             items = parse_many(value)
         except ValueError:
             items = []
-        if not items or any(item.amount < 1 for item in items):
+        if not items or any(item.amount < 1 or item.get_expiry() < 1 for item in items):
             raise ValueError(f"expected rate limits like '20/minute;200/day', got {value!r}")
     return value
 
@@ -177,6 +177,10 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
             values[key] = rate_limits(str(values.get(key, BY_NAME[key].default)))
         except ValueError as exc:
             raise SettingError(f"{PREFIX}{key}: {exc}") from None
+    storage = str(values.get("RATE_LIMIT_STORAGE", BY_NAME["RATE_LIMIT_STORAGE"].default))
+    if "://" not in storage:
+        raise SettingError(f"{PREFIX}RATE_LIMIT_STORAGE: expected a storage URI like "
+                           f"memory:// or redis://host:6379, got {storage!r}")
     for key, least in (("WORKERS", 1), ("THREADS", 1), ("PROXY_COUNT", 0)):
         if int(values.get(key, BY_NAME[key].default)) < least:
             raise SettingError(f"{PREFIX}{key}: must be at least {least}, got {values[key]!r}")
@@ -228,10 +232,10 @@ def check_geocoder(values: Mapping[str, Any]) -> None:
         except (TypeError, ValueError):
             raise SettingError(f"{PREFIX}{key}: expected a number of seconds, got "
                                f"{values.get(key)!r}") from None
-    if not numbers["GEOCODER_TIMEOUT_S"] > 0:
-        raise SettingError(f"{PREFIX}GEOCODER_TIMEOUT_S: must be more than 0")
-    if not numbers["GEOCODER_MIN_DELAY_S"] >= 0:
-        raise SettingError(f"{PREFIX}GEOCODER_MIN_DELAY_S: must not be negative")
+    if not 0 < numbers["GEOCODER_TIMEOUT_S"] <= 60:
+        raise SettingError(f"{PREFIX}GEOCODER_TIMEOUT_S: must be more than 0 and at most 60")
+    if not 0 <= numbers["GEOCODER_MIN_DELAY_S"] <= 3600:
+        raise SettingError(f"{PREFIX}GEOCODER_MIN_DELAY_S: must be from 0 to 3600")
     if parts.hostname == urlsplit(PUBLIC_NOMINATIM).hostname:
         agent = str(values.get("GEOCODER_USER_AGENT") or "").strip()
         if not _CONTACT.search(agent) or _PLACEHOLDER.search(agent):

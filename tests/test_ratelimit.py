@@ -75,7 +75,7 @@ def test_the_map_says_at_the_field_that_addresses_cannot_be_looked_up(make_clien
     assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 60
     page = r.get_data(as_text=True)
     assert 'id="ms-where-error"' in page and "aria-invalid" in page
-    assert "Adressen können gerade nicht gesucht werden" in page
+    assert "Adressen können gerade nicht gesucht werden" in page and "später" in page
     assert 'value="Große Bergstraße 14"' in page  # the form as it was
     assert 'value="youth_centre" selected' in page
     assert len(nominatim.requests) == 1
@@ -89,7 +89,7 @@ def test_a_busy_geocoder_answers_503_with_retry_after_instead_of_waiting(make_cl
     # Other workers hold the next turns: the latest is 5 s away.
     pace = Path(client.application.config["INSTANCE_DIR"]) / geocode.PACE_FILE
     pace.parent.mkdir(parents=True, exist_ok=True)
-    pace.write_text(repr(time.time() + 4))
+    pace.write_text(repr(time.monotonic() + 4))
     started = time.monotonic()
     r = ask(client, "Große Bergstraße 12", 503)
     assert time.monotonic() - started < 0.5
@@ -101,7 +101,7 @@ def test_a_busy_geocoder_answers_503_with_retry_after_instead_of_waiting(make_cl
     assert r.status_code == 503 and r.headers["Retry-After"]
     assert "Addresses cannot be looked up right now" in r.get_data(as_text=True)
     # a turn within WEB_WAIT_S is waited for
-    pace.write_text(repr(time.time() + 0.5))
+    pace.write_text(repr(time.monotonic() + 0.5))
     assert ask(client, "Große Bergstraße 12").get_json()["results"]
     assert nominatim.requests[0]["at"] - started >= 0.4
 
@@ -134,11 +134,46 @@ def test_worker_processes_keep_one_pace_together(nominatim, tmp_path):
 
 def test_a_pace_file_of_garbage_or_far_future_is_no_queue(tmp_path):
     path = tmp_path / geocode.PACE_FILE
-    for content in ("not a time", "nan", repr(time.time() + 10 * 86400)):
+    for content in ("not a time", "nan", repr(time.monotonic() + 10 * 86400)):
         path.write_text(content)
         started = time.monotonic()
         geocode.Pace(path, 1.0).take(max_wait_s=0.5)
         assert time.monotonic() - started < 0.3, content
+
+
+def test_busy_answers_do_not_use_up_the_clients_allowance(make_client, nominatim):
+    client = make_client(**online_settings(nominatim, GEOCODER_MIN_DELAY_S=1,
+                                           GEOCODER_RATE_LIMIT="2/minute"))
+    pace = Path(client.application.config["INSTANCE_DIR"]) / geocode.PACE_FILE
+    pace.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        pace.write_text(repr(time.monotonic() + 5))
+        ask(client, "Große Bergstraße 12", 503)
+    pace.write_text("")
+    ask(client, "Große Bergstraße 12")  # was a 429: three busy answers had counted
+    assert len(nominatim.requests) == 1
+
+
+def test_an_ipv6_client_is_counted_by_its_64_network(make_client, nominatim):
+    client = make_client(**online_settings(nominatim, GEOCODER_RATE_LIMIT="2/minute"))
+    for number, host in enumerate(("2001:db8:1:2::a", "2001:db8:1:2::b", "2001:db8:1:2::c")):
+        other = client.application.test_client()
+        other.environ_base.update({"REMOTE_ADDR": host})
+        ask(other, f"Große Bergstraße {number}", 200 if number < 2 else 429)
+    other.environ_base.update({"REMOTE_ADDR": "2001:db8:1:3::a"})  # another network
+    ask(other, "Große Bergstraße 9")
+
+
+def test_a_pace_file_that_cannot_be_written_keeps_a_pace_per_process(make_client, nominatim,
+                                                                     tmp_path, caplog):
+    client = make_client(**online_settings(nominatim, GEOCODER_MIN_DELAY_S=1))
+    pace = Path(client.application.config["INSTANCE_DIR"]) / geocode.PACE_FILE
+    pace.mkdir(parents=True)  # a directory where the file should be: open() fails
+    ask(client, "Große Bergstraße 12")
+    ask(client, "Große Bergstraße 14")
+    first, second = nominatim.requests
+    assert second["at"] - first["at"] >= 0.95
+    assert "pace file" in caplog.text and "cannot be used" in caplog.text
 
 
 # ---- a general limit (off by default) --------------------------------------------------------
@@ -168,6 +203,13 @@ def test_a_general_limit_counts_pages_and_api_but_not_static_files(make_client, 
     other = client.application.test_client()
     other.environ_base.update(CLIENT_B)
     assert other.get("/api/v1/categories").status_code == 200
+    # CORS: a preflight is not counted, and another origin may read Retry-After
+    preflight = client.options("/api/v1/categories", headers={
+        "Origin": "https://example.net", "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code in (200, 204)
+    r = client.get("/api/v1/categories", headers={"Origin": "https://example.net"})
+    assert r.status_code == 429
+    assert "Retry-After" in r.headers.get("Access-Control-Expose-Headers", "")
 
 
 def test_behind_a_trusted_proxy_the_client_is_the_forwarded_address(make_client):
@@ -186,6 +228,9 @@ def test_behind_a_trusted_proxy_the_client_is_the_forwarded_address(make_client)
     ({"RATE_LIMIT": "0/minute"}, "MAPSERVICE_RATE_LIMIT: expected rate limits"),
     ({"GEOCODER_RATE_LIMIT": "20/fortnight"}, "MAPSERVICE_GEOCODER_RATE_LIMIT: expected"),
     ({"RATE_LIMIT_STORAGE": "carrier-pigeon://loft"}, "MAPSERVICE_RATE_LIMIT_STORAGE: "),
+    ({"RATE_LIMIT_STORAGE": "memory"}, "MAPSERVICE_RATE_LIMIT_STORAGE: expected a storage URI"),
+    ({"GEOCODER": "nominatim", "GEOCODER_URL": "http://127.0.0.1:9",
+      "GEOCODER_MIN_DELAY_S": float("inf")}, "MAPSERVICE_GEOCODER_MIN_DELAY_S: must be from"),
 ])
 def test_wrong_limits_are_refused_when_the_app_is_built(tmp_path, config, message):
     with pytest.raises(SettingError, match=message):

@@ -855,8 +855,8 @@ def build_document(taxonomy: Taxonomy, *, page_size: int, max_page_size: int) ->
                 "ignored. Reads are public, cacheable for 60 s (`ETag`/`Last-Modified`, 304), "
                 "compressed (br, gzip) and open to other origins (CORS). A deployment may "
                 "limit the requests of one client address (`MAPSERVICE_RATE_LIMIT`, off by "
-                "default): beyond it every path answers 429 `application/problem+json` with "
-                "`Retry-After`."),
+                "default): beyond it every operation answers 429 `application/problem+json` "
+                "with `Retry-After` (readable from other origins)."),
             "license": {"name": "AGPL-3.0-or-later",
                         "url": "https://www.gnu.org/licenses/agpl-3.0.html"},
         },

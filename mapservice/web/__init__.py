@@ -132,8 +132,8 @@ def _go_to_place(values: list[str]) -> Any:
         # the online geocoder cannot answer now: said at the field, with what works instead
         return {"text": text[:MAX_TEXT_LENGTH], "suggestions": [], "status": exc.status,
                 "retry_after": exc.retry_after,
-                "message": _("Addresses cannot be looked up right now. Please try again in a "
-                             "minute, or type a postcode or district.")}
+                "message": _("Addresses cannot be looked up right now. Please type a "
+                             "postcode or district, or try again later.")}
     if not found:
         # the page again, the form as it was, the problem at the field and the closest names
         # as links (each with the other filters and the view)
