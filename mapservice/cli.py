@@ -246,23 +246,30 @@ def archive_source(source: str, dry_run: bool) -> None:
 @click.command("erase")
 @click.argument("text")
 @click.option("--dry-run", is_flag=True, help="List what would change; change nothing.")
+@click.option("--max-listings", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Refuse when the text is in more listings than this (a word too common "
+                   "to be one person's data); see --dry-run first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @with_appcontext
-def erase(text: str, dry_run: bool, as_json: bool) -> None:
+def erase(text: str, dry_run: bool, max_listings: int, as_json: bool) -> None:
     """Erase TEXT - a contact person's name, phone number or e-mail address - everywhere.
 
-    From every listing (archived ones too) and organisation, and from every earlier version
-    of them, without regard to case; a phone number also in its stored form (+49 40 ...). A
-    field that is the text is emptied, a longer text keeps its other words ("[…]" in place of
-    the text). The listing gets a new version that does not hold the old value, and the changed
+    TEXT "-" reads it from standard input (it then stays out of the shell's history). From
+    every listing (archived ones too), organisation and source credit, and from every earlier
+    version, without regard to case and only as whole words; a phone number also in its
+    stored form (+49 40 ...). A phone, e-mail or website that holds the text is emptied, as is
+    a field that is the text; a longer text keeps its other words ("[…]" in place of the
+    text). The listing gets a new version that does not hold the old value, and the changed
     fields are locked: correct the source too, or its next import reports them as conflicts
-    instead of writing them back (an organisation's fields are not locked: its source must be
-    corrected). Exports and backups made before still hold the text.
+    instead of writing them back ('mapservice unlock' releases them once it is corrected).
+    Exports and backups made before still hold the text.
     """
     import json
 
     from importers.validate import normalise_phone
 
+    if text == "-":
+        text = sys.stdin.read()
     words = " ".join(text.split())
     if len(words) < 3:
         raise click.ClickException("TEXT must have at least 3 characters (it would erase "
@@ -273,28 +280,59 @@ def erase(text: str, dry_run: bool, as_json: bool) -> None:
     except ValueError:  # not a phone number
         pass
     store = _store()
-    report = store.erase_text(needles, changed_by="erase", dry_run=dry_run)
+    report = store.erase_text(needles, changed_by="erase", dry_run=True)
+    if not dry_run and len(report.resources) > max_listings:
+        raise click.ClickException(
+            f"the text is in {len(report.resources)} listings, more than --max-listings "
+            f"{max_listings}: is it one person's data? Look at 'mapservice erase TEXT "
+            "--dry-run', then raise --max-listings if it is")
+    if not dry_run:
+        report = store.erase_text(needles, changed_by="erase")
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "resources": report.resources,
                                "organizations": report.organizations,
-                               "versions": report.versions}, ensure_ascii=False, indent=2))
+                               "sources": report.sources, "versions": report.versions},
+                              ensure_ascii=False, indent=2))
         return
     verb = "would erase" if dry_run else "erased"
     click.echo(f"{verb} the text in {len(report.resources)} listing(s), "
-               f"{len(report.organizations)} organisation(s) and {report.versions} stored "
-               f"version(s)")
+               f"{len(report.organizations)} organisation(s), {len(report.sources)} "
+               f"source(s) and {report.versions} stored version(s)")
     for item in report.resources:
         click.echo(f"  listing {item['uid']} {item['name']!r} ({item['status']}): "
                    + ", ".join(item["fields"]))
     for item in report.organizations:
         click.echo(f"  organisation {item['uid']} {item['name']!r}: " + ", ".join(item["fields"]))
+    for name in report.sources:
+        click.echo(f"  source {name!r}: its licence, attribution or address")
     if report.resources and not dry_run:
         click.echo("The listings' changed fields are locked against re-imports: correct the "
-                   "sources too.")
+                   "sources too, then 'mapservice unlock UID FIELD ...'.")
     if report.organizations and not dry_run:
         click.echo("Organisations have no locked fields: the next import of a source that "
                    "still has the text writes it back into the organisation. Correct the "
                    "source first, or run this again after that import.")
+
+
+@click.command("unlock")
+@click.argument("uid")
+@click.argument("fields", nargs=-1, required=True)
+@with_appcontext
+def unlock(uid: str, fields: tuple[str, ...]) -> None:
+    """Release locked FIELDS of the listing UID (locked by a moderator or by 'erase'): the
+    next import of its source writes them again."""
+    from .errors import NotFound
+    from .store.base import CONTENT_FIELDS
+
+    unknown = [f for f in fields if f not in CONTENT_FIELDS]
+    if unknown:
+        raise click.ClickException(f"unknown field(s) {', '.join(unknown)}; the fields: "
+                                   + ", ".join(CONTENT_FIELDS))
+    try:
+        left = _store().unlock(uid, fields)
+    except NotFound as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"{uid}: still locked: {', '.join(left) or 'nothing'}")
 
 
 @click.command("serve")
@@ -326,7 +364,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, debug:
 
 def register(app: Flask) -> None:
     for command in (init_db, import_demo, import_, import_boundaries, export, duplicates,
-                    archive_source, erase, serve):
+                    archive_source, erase, unlock, serve):
         app.cli.add_command(command)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from mapservice.search import SearchQuery
 from mapservice.store.base import ERASED
 
 PERSON = "Maria Musterfrau"
@@ -27,8 +28,6 @@ def _records() -> list[dict]:
 
 
 def _published(store, name_part: str = "") -> list[dict]:
-    from mapservice.search import SearchQuery
-
     hits = store.search(SearchQuery(limit=100)).hits
     return [h.properties for h in hits if name_part in h.properties["name"]]
 
@@ -45,13 +44,13 @@ def test_a_phone_number_and_a_name_leave_listings_organisations_and_versions(app
     # a phone number as people write it; the stored form is +49 40 1234567
     dry = runner.invoke(args=["erase", "040 / 123 45 67", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "would erase the text in 1 listing(s), 1 organisation(s)" in dry.output
+    assert "would erase the text in 1 listing(s), 1 organisation(s), 0 source(s)" in dry.output
     assert _published(store, "Elterncafé")[0]["phone"] == "+49 40 1234567"  # nothing changed
 
     done = runner.invoke(args=["erase", "040 / 123 45 67"])
     assert done.exit_code == 0, done.output
-    assert "erased the text in 1 listing(s), 1 organisation(s) and 2 stored version(s)" \
-        in done.output
+    assert "erased the text in 1 listing(s), 1 organisation(s), 0 source(s) and 2 stored " \
+        "version(s)" in done.output
     done = runner.invoke(args=["erase", PERSON.lower(), "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.output)
@@ -100,5 +99,68 @@ def test_an_archived_listing_is_included_and_too_short_a_text_is_refused(app, st
     assert "(archived): email" in done.output
     nothing = runner.invoke(args=["erase", "Nobody Here"])
     assert nothing.exit_code == 0
-    assert "erased the text in 0 listing(s), 0 organisation(s) and 0 stored version(s)" \
-        in nothing.output
+    assert "erased the text in 0 listing(s), 0 organisation(s), 0 source(s) and 0 stored " \
+        "version(s)" in nothing.output
+
+
+def test_only_whole_words_are_erased_and_a_common_word_is_refused(app, store):
+    """"Eva" is not in "Evangelische", a number not in a longer one, an address not in a
+    longer one; a word in many listings needs --max-listings."""
+    records = [
+        {"source_id": "1", "name": "Evangelische Familienbildung", "lat": 53.55, "lon": 9.93,
+         "description": "Kontakt: Eva Berg", "phone": "+49 40 12345678",
+         "email": "joanna@example.org", "opening_hours": 'Mo 10:00-12:00 "Termin bei Eva"'},
+        {"source_id": "2", "name": "Treff Eva", "lat": 53.56, "lon": 9.94,
+         "email": "anna@example.org", "phone": "+49 40 1234567",
+         "website": "https://example.org/~eva"},
+        *({"source_id": f"x{i}", "name": f"Treff und Café {i}", "lat": 53.5, "lon": 9.9}
+          for i in range(25)),
+    ]
+    store.upsert(records, source="treffs", changed_by="import:treffs")
+    runner = app.test_cli_runner()
+    for text in ("Eva", "040 1234567", "anna@example.org"):
+        done = runner.invoke(args=["erase", text])
+        assert done.exit_code == 0, done.output
+    by_id = {h.properties["name"]: h.properties
+             for h in store.search(SearchQuery(limit=100)).hits}
+    first = by_id["Evangelische Familienbildung"]
+    assert first["description"] == f"Kontakt: {ERASED} Berg"
+    assert first["phone"] == "+49 40 12345678" and first["email"] == "joanna@example.org"
+    assert first["opening_hours"] == f'Mo 10:00-12:00 "Termin bei {ERASED}"'
+    second = by_id[f"Treff {ERASED}"]
+    assert second["phone"] is None and second["email"] is None and second["website"] is None
+    common = runner.invoke(args=["erase", "und"])
+    assert common.exit_code != 0 and "in 25 listings, more than --max-listings 20" \
+        in common.output
+    assert len(store.search(SearchQuery(text="und", limit=100)).hits) == 25  # untouched
+    forced = runner.invoke(args=["erase", "und", "--max-listings", "30", "--dry-run"])
+    assert forced.exit_code == 0 and "would erase the text in 25 listing(s)" in forced.output
+
+
+def test_a_renamed_organisation_versions_its_listings_and_unlock_releases(app, store):
+    record = {"source_id": "1", "name": "Beratung", "lat": 53.55, "lon": 9.93,
+              "organization": {"name": "Praxis Eva Berg"}}
+    store.upsert([record], source="praxen", changed_by="import:praxen")
+    store.register_source("praxen", attribution="Daten: Eva Berg")
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["erase", "-"], input="Eva Berg\n")
+    assert done.exit_code == 0, done.output
+    assert "1 listing(s), 1 organisation(s), 1 source(s)" in done.output
+    uid = _published(store)[0]["uid"]
+    history = store.history(uid)
+    assert history[-1]["changed_by"] == "erase"
+    assert history[-1]["diff"]["organization"] == [ERASED, f"Praxis {ERASED}"]
+    assert "Eva Berg" not in json.dumps(history, ensure_ascii=False, default=str)
+    assert store.sources_in_use()[0]["attribution"] == f"Daten: {ERASED}"
+    # the uncorrected source: the listing keeps its organisation (a conflict)
+    again = store.upsert([record], source="praxen", changed_by="import:praxen")
+    assert [c["field"] for c in again.conflicts] == ["organization"]
+    assert _published(store)[0]["organization"] == f"Praxis {ERASED}"
+    # corrected and unlocked: the next import writes it
+    unlocked = runner.invoke(args=["unlock", uid, "organization"])
+    assert unlocked.exit_code == 0 and "still locked: nothing" in unlocked.output
+    corrected = {**record, "organization": {"name": "Beratungspraxis"}}
+    assert store.upsert([corrected], source="praxen", changed_by="import:praxen").updated == 1
+    assert _published(store)[0]["organization"] == "Beratungspraxis"
+    assert runner.invoke(args=["unlock", uid, "colour"]).exit_code != 0
+    assert "no resource" in runner.invoke(args=["unlock", "nope", "phone"]).output

@@ -997,37 +997,45 @@ class Store:
     def erase_text(self, needles: Sequence[str], *, changed_by: str, dry_run: bool = False,
                    conn: Connection | None = None) -> ErasureReport:
         """Remove every occurrence of the ``needles`` (a contact person's name, phone number or
-        e-mail address; compared without regard to case) from the listings, the organisations
-        and every stored version, in one transaction.
+        e-mail address; compared without regard to case, as whole words: "Eva" is not taken
+        out of "Evangelische", a number not out of a longer one) from the listings, the
+        organisations, the sources' credits and every stored version, in one transaction.
 
-        A listing or organisation field that *is* the text is emptied (a name becomes
-        :data:`ERASED`); a longer text keeps its other words, the text replaced by
-        :data:`ERASED`. A listing that changed gets a version by ``changed_by`` whose diff
-        does not hold the old value, and the changed fields are locked, so that a re-import
-        of a source that still has them reports conflicts instead of writing them back. In the
-        versions written before, the text is replaced in the stored state and in the diff.
-        Archived listings are included. ``dry_run`` reports and rolls back.
+        A contact field (phone, e-mail, website) that holds the text is emptied, as is any
+        field that is all of it (a name becomes :data:`ERASED`); a longer text keeps its other
+        words, the text replaced by :data:`ERASED`. A listing that changed, or whose
+        organisation was renamed, gets a version by ``changed_by`` whose diff does not hold the
+        old value, and its changed fields are locked, so that a re-import of a source that
+        still has them reports conflicts instead of writing them back (:meth:`unlock` releases
+        them). In the versions written before, the text is replaced in the stored state and in
+        the diff. Archived listings are included. ``dry_run`` reports and rolls back.
         """
         pattern = _needle_pattern(needles)
         report = ErasureReport()
         with self._orm(conn, dry_run) as session:
-            org_ids = self._erase_organizations(session, pattern, report)
+            renamed = self._erase_organizations(session, pattern, report)
+            for src in session.scalars(select(Source)):
+                for name in ("licence", "attribution", "url"):
+                    value, changed = _erased_field(getattr(src, name), pattern,
+                                                   contact=name == "url")
+                    if changed:
+                        setattr(src, name, value)
+                        report.sources.append(src.name)
             r = Resource
-            # The cheap part in SQL would miss text inside JSON (translations are stored with
-            # \\u escapes on SQLite): every listing's text columns are read, in id order.
+            # Every listing's text columns are read, in id order: text inside JSON (the
+            # translations, stored with \u escapes on SQLite) escapes a LIKE.
             after = 0
             while True:
                 rows = session.execute(
-                    select(r.id, r.name, r.description, r.address, r.phone, r.email, r.website,
-                           r.translations, r.organization_id)
+                    select(r.id, r.organization_id, *(getattr(r, name) for name in _ERASABLE))
                     .where(r.id > after).order_by(r.id).limit(_ERASE_BATCH)).all()
                 if not rows:
                     break
                 after = rows[-1].id
-                hit = [row.id for row in rows if row.organization_id in org_ids or any(
+                hit = [row.id for row in rows if row.organization_id in renamed or any(
                     _holds(getattr(row, name), pattern) for name in _ERASABLE)]
                 for res in session.scalars(select(r).where(r.id.in_(hit))) if hit else ():
-                    self._erase_resource(session, res, pattern, changed_by, report)
+                    self._erase_resource(session, res, pattern, renamed, changed_by, report)
             session.flush()
             v = ResourceVersion
             after = 0
@@ -1046,18 +1054,25 @@ class Store:
                         report.versions += 1
             session.flush()
             self._fill_features(session.connection())
+            if not dry_run and (report.resources or report.organizations):
+                self._after_erase(session.connection())
         return report
 
+    def _after_erase(self, conn: Connection) -> None:
+        """Dialect hook: make the full-text index let go of erased words (SQLite's FTS5 keeps
+        them in its segments until they are merged)."""
+
     def _erase_organizations(self, session: Session, pattern: re.Pattern[str],
-                             report: ErasureReport) -> set[int]:
-        """Erase in the organisations; the ids of those whose name changed (their listings'
+                             report: ErasureReport) -> dict[int, str]:
+        """Erase in the organisations; {id: the old name} of those renamed (their listings'
         versions name them)."""
-        renamed: set[int] = set()
+        renamed: dict[int, str] = {}
         for org in session.scalars(select(Organization)):
-            fields = []
-            for name in ("name", "description", "website", "email", "phone"):
+            fields, old_name = [], org.name
+            for name in ("name", "description", "website", "email", "phone", "source_id"):
                 value, changed = _erased_field(getattr(org, name), pattern,
-                                               required=name == "name")
+                                               required=name in ("name", "source_id"),
+                                               contact=name in _CONTACT_FIELDS)
                 if changed:
                     setattr(org, name, value)
                     fields.append(name)
@@ -1065,26 +1080,26 @@ class Store:
                 report.organizations.append({"uid": org.uid, "name": org.name,
                                              "fields": fields})
                 if "name" in fields:
-                    renamed.add(org.id)
+                    renamed[org.id] = old_name
         return renamed
 
     def _erase_resource(self, session: Session, res: Resource, pattern: re.Pattern[str],
-                        changed_by: str, report: ErasureReport) -> None:
-        before = self.snapshot(res)
+                        renamed: Mapping[int, str], changed_by: str,
+                        report: ErasureReport) -> None:
         fields = []
         for name in _ERASABLE:
-            value, changed = _erased_field(getattr(res, name), pattern, required=name == "name")
+            value, changed = _erased_field(getattr(res, name), pattern, required=name == "name",
+                                           contact=name in _CONTACT_FIELDS)
             if changed:
                 setattr(res, name, value)
                 fields.append(name)
-        if res.organization is not None and before["organization"] != res.organization.name:
+        if res.organization_id in renamed:
             fields.append("organization")
         if not fields:
             return
         if "name" in fields:
             res.slug = slugify(res.name)
-        locked = [name for name in fields if name != "organization"]
-        res.locked_fields = sorted({*(res.locked_fields or ()), *locked})
+        res.locked_fields = sorted({*(res.locked_fields or ()), *fields})
         res.version += 1
         res.updated_at = dt.datetime.now(dt.timezone.utc)
         after = self.snapshot(res)
@@ -1094,6 +1109,20 @@ class Store:
             diff={name: [ERASED, _jsonable(after.get(name))] for name in fields}))
         report.resources.append({"uid": res.uid, "name": res.name, "status": res.status,
                                  "fields": fields})
+
+    def unlock(self, uid: str, fields: Iterable[str]) -> list[str]:
+        """Release ``fields`` of the listing ``uid`` (locked by a moderator or by
+        :meth:`erase_text`), so that the next import writes them again; the fields still
+        locked. :class:`~mapservice.errors.NotFound` for an unknown uid."""
+        from ..errors import NotFound
+
+        with self._orm(None) as session:
+            res = session.scalar(select(Resource).where(Resource.uid == uid))
+            if res is None:
+                raise NotFound(f"no resource {uid!r}")
+            gone = set(fields)
+            res.locked_fields = [f for f in (res.locked_fields or ()) if f not in gone]
+            return list(res.locked_fields)
 
     # ---- writing ---------------------------------------------------------------------------
     def register_source(self, name: str, *, licence: str | None = None,
@@ -1160,6 +1189,8 @@ class Store:
             if not diff:
                 report.unchanged += 1
                 continue
+            if "organization" in (res.locked_fields or ()):
+                org = res.organization  # locked: the listing keeps its organisation
             self._apply(res, data, org)
             res.version += 1
             res.updated_at = dt.datetime.now(dt.timezone.utc)
@@ -1813,17 +1844,22 @@ def _point_of(res: Resource) -> tuple[float | None, float | None]:
 #: What replaces an erased text (``Store.erase_text``): the same in every language.
 ERASED = "[…]"
 #: The listing fields ``Store.erase_text`` looks into (free text and contacts).
-_ERASABLE = ("name", "description", "address", "phone", "email", "website", "translations")
+_ERASABLE = ("name", "description", "address", "opening_hours", "phone", "email", "website",
+             "translations")
+#: Fields that are emptied when they hold an erased text (a part of a number or an address
+#: is no use, nor is a website with a hole).
+_CONTACT_FIELDS = ("phone", "email", "website")
 _ERASE_BATCH = 2000
 
 
 @dataclass
 class ErasureReport:
     """What :meth:`Store.erase_text` changed: listings and organisations (uid, name after,
-    fields), and how many earlier versions held the text."""
+    fields), the sources whose credits held the text, and how many earlier versions did."""
 
     resources: list[dict[str, Any]] = field(default_factory=list)
     organizations: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
     versions: int = 0
 
 
@@ -1832,9 +1868,11 @@ def _needle_pattern(needles: Sequence[str]) -> re.Pattern[str]:
                    reverse=True)
     if not words:
         raise ValueError("nothing to erase")
-    # Any run of white space in the stored text matches one space of the needle.
-    return re.compile("|".join(r"\s+".join(map(re.escape, w.split(" "))) for w in words),
-                      re.IGNORECASE)
+    # Any run of white space in the stored text matches one space of the needle; a match
+    # starts and ends at a word's edge ("Eva" is not in "Evangelische", "040 123" not in
+    # "040 1234", "anna@x.org" not in "joanna@x.org").
+    alternatives = "|".join(r"\s+".join(map(re.escape, w.split(" "))) for w in words)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
 def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
@@ -1861,11 +1899,13 @@ def _erased(value: Any, pattern: re.Pattern[str]) -> tuple[Any, bool]:
     return value, False
 
 
-def _erased_field(value: Any, pattern: re.Pattern[str], *, required: bool = False
-                  ) -> tuple[Any, bool]:
+def _erased_field(value: Any, pattern: re.Pattern[str], *, required: bool = False,
+                  contact: bool = False) -> tuple[Any, bool]:
     """A stored field without the text: emptied when the text is all of it (``required``:
-    :data:`ERASED`), else the text replaced."""
-    if isinstance(value, str) and pattern.fullmatch(value.strip()):
+    :data:`ERASED`) or when it is a ``contact`` field that holds it, else the text
+    replaced."""
+    if isinstance(value, str) and (pattern.fullmatch(value.strip())
+                                   or (contact and pattern.search(value))):
         return (ERASED if required else None), True
     if isinstance(value, dict):  # translations: {lang: {field: text}}
         out, changed = _erased(value, pattern)

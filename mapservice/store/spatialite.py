@@ -56,6 +56,10 @@ _RTREE_CELL = np.dtype([("id", ">i8"), ("minx", ">f4"), ("maxx", ">f4"), ("miny"
 class SpatiaLiteStore(Store):
     backend = "spatialite"
 
+    def _after_erase(self, conn: Any) -> None:
+        # merge the FTS5 segments, so that the index no longer holds the erased words
+        conn.execute(text("INSERT INTO resource_fts(resource_fts) VALUES ('optimize')"))
+
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         # query shape -> [entries per m² near the searched points, share of entries matching]
