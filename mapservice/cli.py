@@ -222,6 +222,32 @@ def duplicates(status: str, limit: int, as_json: bool) -> None:
     click.echo(f"{len(pairs)} pair(s)")
 
 
+@click.command("resolve-duplicate")
+@click.argument("pair_id", type=int)
+@click.option("--dismiss", is_flag=True, help="They are two places: close the pair.")
+@click.option("--keep", metavar="UID", help="They are one place: keep this listing (a public "
+              "id of the pair) and archive the other.")
+@with_appcontext
+def resolve_duplicate(pair_id: int, dismiss: bool, keep: str | None) -> None:
+    """Decide an open pair of 'mapservice duplicates' (PAIR_ID is its #number).
+
+    The archived listing keeps its history and its status is locked: a re-import of its
+    source reports a conflict instead of publishing it again ('mapservice unlock UID status'
+    undoes that).
+    """
+    from .errors import MapserviceError
+
+    if dismiss == bool(keep):
+        raise click.UsageError("give either --dismiss or --keep UID")
+    try:
+        done = _store().resolve_duplicate(pair_id, keep=None if dismiss else keep,
+                                          changed_by=f"resolve-duplicate:{pair_id}")
+    except MapserviceError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"#{pair_id}: {done['status']}"
+               + (f"; archived {done['archived']}" if done["archived"] else ""))
+
+
 @click.command("archive-source")
 @click.argument("source")
 @click.option("--dry-run", is_flag=True, help="Count what would be archived; change nothing.")
@@ -364,7 +390,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, debug:
 
 def register(app: Flask) -> None:
     for command in (init_db, import_demo, import_, import_boundaries, export, duplicates,
-                    archive_source, erase, unlock, serve):
+                    resolve_duplicate, archive_source, erase, unlock, serve):
         app.cli.add_command(command)
 
 

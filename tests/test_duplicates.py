@@ -175,3 +175,37 @@ def test_a_dry_run_reports_the_duplicates_it_would_flag_and_stores_none(store, c
     assert store.count() == len(centres)
     # the real run then flags the same pairs
     assert len(run_import(store, path, ImportOptions(source="bezirk")).duplicates) == 2
+
+
+def test_a_moderator_dismisses_or_merges_a_pair(store, centres, app):
+    """`mapservice resolve-duplicate`: dismissed pairs stay closed; a merge archives the other
+    listing with its history, and a re-import of its source does not publish it again."""
+    store.upsert(centres[:2], source="osm", changed_by="t")
+    twins = [_moved(r, 10, source_id=f"b-{i}") for i, r in enumerate(centres[:2])]
+    store.upsert(twins, source="bezirk", changed_by="t")
+    store.flag_duplicates("bezirk")
+    first, second = sorted(store.possible_duplicates(), key=lambda p: p["id"])
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["resolve-duplicate", str(first["id"])]).exit_code != 0
+    done = runner.invoke(args=["resolve-duplicate", str(first["id"]), "--dismiss"])
+    assert done.exit_code == 0 and f"#{first['id']}: dismissed" in done.output
+    again = runner.invoke(args=["resolve-duplicate", str(first["id"]), "--dismiss"])
+    assert again.exit_code != 0 and "dismissed already" in again.output
+    stranger = runner.invoke(args=["resolve-duplicate", str(second["id"]), "--keep",
+                                   first["uid"]])
+    assert stranger.exit_code != 0 and "is not one of the pair" in stranger.output
+    merged = runner.invoke(args=["resolve-duplicate", str(second["id"]), "--keep",
+                                 second["uid"]])
+    assert merged.exit_code == 0, merged.output
+    assert f"archived {second['other_uid']}" in merged.output
+    assert store.count() == 3 and store.get(second["other_uid"]) is None
+    assert store.history(second["other_uid"])[-1]["diff"] == {"status": ["published",
+                                                                       "archived"]}
+    assert sorted(p["status"] for p in store.possible_duplicates(None)) == ["dismissed",
+                                                                          "merged"]
+    # the other source again, unchanged: the archived twin stays archived (a conflict)
+    report = store.upsert(twins, source="bezirk", changed_by="t")
+    assert [c["field"] for c in report.conflicts] == ["status"]
+    assert store.count() == 3
+    assert "no possible duplicate" in runner.invoke(
+        args=["resolve-duplicate", "999999", "--dismiss"]).output

@@ -1734,6 +1734,38 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(stmt).mappings()]
 
+    def resolve_duplicate(self, pair_id: int, *, keep: str | None, changed_by: str
+                          ) -> dict[str, Any]:
+        """A moderator's decision on an open pair: ``keep`` None dismisses it (they are two
+        places); ``keep`` a public id of the pair merges it: the other listing is archived
+        (a version by ``changed_by``) with its status locked, so that a re-import of its
+        source reports a conflict instead of publishing it again. Returns the pair's new
+        status and the archived uid. :class:`NotFound` for an unknown pair,
+        :class:`InvalidParameter` for a decided pair or a ``keep`` not of the pair."""
+        from ..errors import InvalidParameter, NotFound
+
+        with self._orm(None) as session:
+            pair = session.get(PossibleDuplicate, pair_id)
+            if pair is None:
+                raise NotFound(f"no possible duplicate #{pair_id}")
+            if pair.status != "open":
+                raise InvalidParameter("pair", f"#{pair_id} is {pair.status} already")
+            a, b = pair.resource_a, pair.resource_b
+            if keep is None:
+                pair.status = "dismissed"
+                return {"id": pair_id, "status": "dismissed", "archived": None}
+            if keep not in (a.uid, b.uid):
+                raise InvalidParameter("keep", f"{keep} is not one of the pair #{pair_id} "
+                                               f"({a.uid}, {b.uid})")
+            other = b if keep == a.uid else a
+            if other.status != "archived":
+                self._archive(session, other, changed_by)
+            other.locked_fields = sorted({*(other.locked_fields or ()), "status"})
+            pair.status = "merged"
+            session.flush()
+            self._fill_features(session.connection())
+            return {"id": pair_id, "status": "merged", "archived": other.uid}
+
     def _sql_window(self, alias: str, x: str, y: str) -> str:
         """SQL: ``alias`` (a resource) lies in the window of ``:dlat`` degrees of latitude
         (and as many metres of longitude) around (x, y), read through the spatial index."""
