@@ -42,6 +42,11 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 _LOST_PLUS = re.compile(r"^(?P<time>.*\d[T ]\d{2}(?::\d{2}(?::\d{2}(?:[.,]\d+)?)?)?) "
                         r"(?P<offset>\d{2}(?::?\d{2})?)$")
 _HAS_TIME = re.compile(r"\d[Tt ]\d")
+#: The forms the API documents (calendar dates, hours and minutes at least); Python's
+#: fromisoformat also takes week dates (2026-W10-1), basic forms (20260302T1430) and an hour
+#: alone (T14), which a typing mistake turns into another moment.
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+                           r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?")
 
 
 def fold(text: str) -> str:
@@ -245,6 +250,8 @@ def parse_datetime(raw: str, name: str, *, date_only_ok: bool = False) -> dt.dat
     if date_only_ok:
         example = "e.g. 2026-03-02, 2026-03-02T14:30 or 2026-03-02T14:30:00+01:00"
     has_time = _HAS_TIME.search(text) is not None
+    if not _ISO_DATETIME.fullmatch(text):
+        raise InvalidParameter(name, f"{raw!r} is not an ISO 8601 date-time; {example}")
     try:
         if has_time:
             value = dt.datetime.fromisoformat(text)

@@ -706,3 +706,24 @@ def test_migration_0002_up_down_and_backfill(fresh_engine):
     migrate.upgrade(fresh_engine)
     assert len(_uids(store, text="noel ii")) == 1
     assert len(_uids(store, text="lindenallee")) == 1
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("2026-03-02T14:30", "2026-03-02T14:30:00+01:00"),
+    ("2026-03-02 14:30:15", "2026-03-02T14:30:15+01:00"),
+    ("2026-03-02T13:30Z", "2026-03-02T14:30:00+01:00"),
+    ("2026-03-02T14:30:00.5+01:00", "2026-03-02T14:30:00.500000+01:00"),
+    ("2026-07-02T14:30+0200", "2026-07-02T14:30:00+02:00"),
+])
+def test_open_at_takes_the_documented_iso_forms(raw, expected):
+    assert parse_datetime(raw, "open_at").isoformat() == expected
+
+
+@pytest.mark.parametrize("raw", ["2026-W10-1T14:30", "20260302T1430", "2026-03-02T14",
+                                 "2026-3-2T14:30", "2026-03-02T14:30:00+1", "tomorrow 14:30",
+                                 "2026-03-02T14:30 Europe/Berlin"])
+def test_open_at_refuses_other_forms_naming_the_parameter(raw):
+    """Python's fromisoformat took week dates, basic forms and an hour alone: a typing
+    mistake became another moment, silently."""
+    with pytest.raises(InvalidParameter, match=r"open_at: .* is not an ISO 8601 date-time"):
+        parse_datetime(raw, "open_at")
