@@ -215,10 +215,16 @@ def duplicates(status: str, limit: int, as_json: bool) -> None:
     if not pairs:
         click.echo(f"no {'' if status == 'all' else status + ' '}possible duplicates")
         return
+    def side(name: str, source: str, source_id: str, status: str) -> str:
+        return f"{name!r} ({source}:{source_id}" + (f", {status})" if status != "published"
+                                                     else ")")
+
     for p in pairs:
+        first = side(p["name"], p["source"], p["source_id"], p["listing_status"])
+        second = side(p["other_name"], p["other_source"], p["other_source_id"],
+                      p["other_listing_status"])
         click.echo(f"#{p['id']} {p['status']:<9} score {p['score']:5.1f}  {p['distance_m']:5.1f} m"
-                   f"  {p['name']!r} ({p['source']}:{p['source_id']})  ~  {p['other_name']!r} "
-                   f"({p['other_source']}:{p['other_source_id']})")
+                   f"  {first}  ~  {second}")
     click.echo(f"{len(pairs)} pair(s)")
 
 

@@ -66,8 +66,9 @@ def _collator() -> Any:
 
 def sort_key(label: str) -> tuple[int, ...]:
     """How a list of labels is sorted for people: the Unicode Collation Algorithm's default
-    order, right for every UI language in the main (ä with a in German; і, ї, є in their places
-    in Ukrainian; پ چ ژ ک گ in Persian; ç, ı, ş in Turkish), where code points put them last."""
+    order (untailored), where code points put letters beyond ASCII last: ä with a in German;
+    і, ї, є in their places in Ukrainian; پ چ ژ ک گ among the Persian letters; Turkish ç, ö,
+    ü with c, o, u (Turkish puts them after those; not tailored: no label today differs)."""
     return _collator().sort_key(label)
 
 

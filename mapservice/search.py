@@ -252,6 +252,7 @@ def parse_datetime(raw: str, name: str, *, date_only_ok: bool = False) -> dt.dat
     has_time = _HAS_TIME.search(text) is not None
     if not _ISO_DATETIME.fullmatch(text):
         raise InvalidParameter(name, f"{raw!r} is not an ISO 8601 date-time; {example}")
+    text = text.upper()  # RFC 3339 allows "t" and "z"; fromisoformat does not
     try:
         if has_time:
             value = dt.datetime.fromisoformat(text)

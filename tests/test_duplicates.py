@@ -209,3 +209,22 @@ def test_a_moderator_dismisses_or_merges_a_pair(store, centres, app):
     assert store.count() == 3
     assert "no possible duplicate" in runner.invoke(
         args=["resolve-duplicate", "999999", "--dismiss"]).output
+
+
+def test_a_merge_never_keeps_an_archived_listing(store, centres, app):
+    """Keeping a listing that is archived (gone from its source) archived the other too: the
+    place vanished. `duplicates` names an archived side."""
+    store.upsert(centres[:1], source="osm", changed_by="t")
+    store.upsert([_moved(centres[0], 10, source_id="b-0")], source="bezirk", changed_by="t")
+    store.flag_duplicates("bezirk")
+    (pair,) = store.possible_duplicates()
+    store.archive_missing("osm", [], changed_by="t")  # the osm listing left its source
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["duplicates"])
+    assert f"(osm:{centres[0]['source_id']}, archived)" in listed.output, listed.output
+    refused = runner.invoke(args=["resolve-duplicate", str(pair["id"]), "--keep", pair["uid"]])
+    assert refused.exit_code != 0 and "is archived: keep the published one" in refused.output
+    assert store.count() == 1
+    kept = runner.invoke(args=["resolve-duplicate", str(pair["id"]), "--keep",
+                               pair["other_uid"]])
+    assert kept.exit_code == 0 and store.count() == 1

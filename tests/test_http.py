@@ -590,6 +590,12 @@ def test_filters_kept_from_the_address_read_in_the_pages_language(demo_client):
     assert "<bdi>Cost: Free of charge, Reduced price</bdi>" in kept
     assert '<input type="hidden" name="wheelchair" value="limited">' in page
     assert 'value="yes" checked' not in page and 'value="free" checked' not in page
+    # open_now is one true/false: a true one ticks the box (kept, it was sent twice when the
+    # box was ticked: a 400), a false one filters nothing and is not named
+    for raw, ticked in (("1", True), ("yes", True), ("TRUE", True), ("false", False)):
+        page = demo_client.get(f"/?lang=en&open_now={raw}").get_data(as_text=True)
+        assert 'class="ms-kept"' not in page and 'name="open_now" value="' + raw not in page
+        assert ('name="open_now" value="true" checked' in page) == ticked, raw
 
 
 def test_the_filter_lists_are_sorted_as_people_sort_them(demo_client):

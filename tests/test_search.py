@@ -714,6 +714,7 @@ def test_migration_0002_up_down_and_backfill(fresh_engine):
     ("2026-03-02T13:30Z", "2026-03-02T14:30:00+01:00"),
     ("2026-03-02T14:30:00.5+01:00", "2026-03-02T14:30:00.500000+01:00"),
     ("2026-07-02T14:30+0200", "2026-07-02T14:30:00+02:00"),
+    ("2026-03-02t13:30:00z", "2026-03-02T14:30:00+01:00"),  # RFC 3339 allows lower case
 ])
 def test_open_at_takes_the_documented_iso_forms(raw, expected):
     assert parse_datetime(raw, "open_at").isoformat() == expected

@@ -1724,9 +1724,10 @@ class Store:
         a, b = Resource.__table__.alias("a"), Resource.__table__.alias("b")
         stmt = (select(pd.id, pd.status, pd.score, pd.distance_m, pd.created_at,
                        a.c.uid.label("uid"), a.c.name.label("name"), a.c.source.label("source"),
-                       a.c.source_id.label("source_id"), b.c.uid.label("other_uid"),
-                       b.c.name.label("other_name"), b.c.source.label("other_source"),
-                       b.c.source_id.label("other_source_id"))
+                       a.c.source_id.label("source_id"), a.c.status.label("listing_status"),
+                       b.c.uid.label("other_uid"), b.c.name.label("other_name"),
+                       b.c.source.label("other_source"), b.c.source_id.label("other_source_id"),
+                       b.c.status.label("other_listing_status"))
                 .join(a, a.c.id == pd.resource_a_id).join(b, b.c.id == pd.resource_b_id)
                 .order_by(pd.created_at.desc(), pd.id.desc()).limit(limit))
         if status is not None:
@@ -1757,7 +1758,11 @@ class Store:
             if keep not in (a.uid, b.uid):
                 raise InvalidParameter("keep", f"{keep} is not one of the pair #{pair_id} "
                                                f"({a.uid}, {b.uid})")
-            other = b if keep == a.uid else a
+            kept, other = (a, b) if keep == a.uid else (b, a)
+            if kept.status != "published":
+                # (merging into it would leave the place with no published listing)
+                raise InvalidParameter("keep", f"{keep} is {kept.status}: keep the published "
+                                               f"one, or dismiss the pair")
             if other.status != "archived":
                 self._archive(session, other, changed_by)
             other.locked_fields = sorted({*(other.locked_fields or ()), "status"})

@@ -14,7 +14,7 @@ from .. import geocode, i18n
 from ..http import check_query_text
 from ..errors import GeocoderUnavailable, InvalidParameter, RateLimited
 from ..ratelimit import admit_online_lookup
-from ..search import MAX_TEXT_LENGTH, parse_search
+from ..search import MAX_TEXT_LENGTH, parse_bool, parse_search
 from .map import build_map
 
 bp = Blueprint("web", __name__)
@@ -50,8 +50,7 @@ def _value_labels() -> dict[str, dict[str, str]]:
                      "paid": _("With a fee"), "unknown": unknown},
             # TRANSLATORS: wheelchair access: yes, partly, no
             "wheelchair": {"yes": _("Yes"), "limited": _("Partly"), "no": _("No"),
-                           "unknown": unknown},
-            "open_now": {"true": _("Yes"), "false": _("No")}}
+                           "unknown": unknown}}
 
 
 def _kept_label(taxonomy: Any, lang: str, name: str, value: str) -> str:
@@ -85,11 +84,15 @@ def _filter_panel(taxonomy: Any, lang: str) -> dict[str, Any]:
              "language": {c["code"] for c in taxonomy.localized("languages", lang)},
              **_CHECKBOX_VALUE}
     first = {name: (args.getlist(name) or [""])[0] for name in PANEL_FILTERS}
+    # open_now is one true/false (checked by parse_search): true ticks the box, false filters
+    # nothing and is neither kept nor named
+    first["open_now"] = "true" if first["open_now"] and parse_bool(first["open_now"],
+                                                                   "open_now") else ""
     first = {name: value if name == "q" or value in codes[name] else ""
              for name, value in first.items()}
     kept = [(name, value, _kept_label(taxonomy, lang, name, value)) for name in MAP_FILTERS
-            for i, value in enumerate(args.getlist(name))
-            if name not in PANEL_FILTERS or i > 0 or first[name] != value]
+            for i, value in enumerate(args.getlist(name)) if name != "open_now"
+            and (name not in PANEL_FILTERS or i > 0 or first[name] != value)]
     return {
         "current": first,
         "categories": sorted(((c["code"], c["label"]) for c in
