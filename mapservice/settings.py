@@ -43,6 +43,17 @@ def rate_limits(value: str) -> str:
     return value
 
 
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+
+
+def language_tag(value: str) -> str:
+    """``value`` if it is a BCP 47 language tag like ``de`` or ``pt-BR`` (or empty)."""
+    value = value.strip()
+    if value and not _LANGUAGE_TAG.fullmatch(value):
+        raise ValueError(f"expected a language tag like de or pt-BR, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -83,6 +94,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REGION_COUNTRY", "DE", "ISO 3166-1 country code of the addresses (HSDS `country`); "
             "imported foreign postcodes are not used for geocoding."),
     Setting("DEFAULT_LANGUAGE", "de", "UI language when the browser asks for none we offer."),
+    Setting("DATA_LANGUAGE", "de", "Language the sources write the listings' names and "
+            "addresses in (a BCP 47 tag): pages in another language mark them with it, so "
+            "that screen readers read them with the right voice. Empty: not marked.",
+            language_tag),
     Setting("PAGE_SIZE", 50, "Default number of results per API page.", int),
     Setting("MAX_PAGE_SIZE", 1000, "Hard maximum of results per API page; the map shows an area "
             "with more places as counts per cell (`/api/v1/clusters`).", int),
@@ -177,6 +192,11 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
             values[key] = rate_limits(str(values.get(key, BY_NAME[key].default)))
         except ValueError as exc:
             raise SettingError(f"{PREFIX}{key}: {exc}") from None
+    try:
+        values["DATA_LANGUAGE"] = language_tag(str(values.get(
+            "DATA_LANGUAGE", BY_NAME["DATA_LANGUAGE"].default) or ""))
+    except ValueError as exc:
+        raise SettingError(f"{PREFIX}DATA_LANGUAGE: {exc}") from None
     storage = str(values.get("RATE_LIMIT_STORAGE", BY_NAME["RATE_LIMIT_STORAGE"].default))
     if "://" not in storage:
         raise SettingError(f"{PREFIX}RATE_LIMIT_STORAGE: expected a storage URI like "

@@ -227,6 +227,9 @@ def test_keyboard_users_keep_their_place_and_rtl_pages_read_from_the_right(app, 
         where = page.locator(".ms-where").first
         assert where.evaluate("e => getComputedStyle(e).direction") == "rtl"
         assert where.locator("bdi").count() == 1
+        # the listings' German names and addresses say so (a screen reader's German voice)
+        assert where.locator("bdi").get_attribute("lang") == "de"
+        assert page.get_by_role("button", name=name).get_attribute("lang") == "de"
         # Enter on a place: the focus goes into its popup, right-to-left like the page ...
         listed = page.locator("#ms-results li").count()
         entry = page.get_by_role("button", name=name)
@@ -242,6 +245,7 @@ def test_keyboard_users_keep_their_place_and_rtl_pages_read_from_the_right(app, 
         assert popup.evaluate("e => getComputedStyle(e).direction") == "rtl"
         assert popup.evaluate("e => getComputedStyle(e).textAlign") in ("start", "right")
         assert popup.locator("strong bdi").inner_text() == name
+        assert popup.locator("strong bdi").get_attribute("lang") == "de"
         # ... and Escape brings it back to the place in the list
         page.keyboard.press("Escape")
         page.wait_for_selector(".leaflet-popup", state="detached")

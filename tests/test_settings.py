@@ -81,3 +81,16 @@ def test_a_wrong_setting_stops_the_cli_with_its_name_and_no_traceback(tmp_path, 
                             capture_output=True, text=True, timeout=60)
     assert listed.stderr.strip() == f"Error: configuration: {message}", listed.stderr
     assert "Usage: " in listed.stdout
+
+
+def test_the_data_language_is_a_language_tag(tmp_path):
+    from mapservice import create_app
+
+    for good in ("de", "pt-BR", ""):
+        app = create_app({"DATABASE_URL": "sqlite://", "INSTANCE_DIR": str(tmp_path),
+                          "DATA_LANGUAGE": good})
+        assert app.config["DATA_LANGUAGE"] == good
+    with pytest.raises(settings.SettingError, match="MAPSERVICE_DATA_LANGUAGE: expected a "
+                                                    "language tag"):
+        create_app({"DATABASE_URL": "sqlite://", "INSTANCE_DIR": str(tmp_path),
+                    "DATA_LANGUAGE": "de\"><script>"})

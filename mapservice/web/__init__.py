@@ -178,6 +178,8 @@ def index():
                   for c in taxonomy.localized("categories", lang)}
     client = {
         "lang": lang,
+        # the language the listings are written in: names and addresses are marked with it
+        "dataLang": current_app.config["DATA_LANGUAGE"] or None,
         "categories": categories,
         "filters": list(MAP_FILTERS),
         "texts": {"website": _("Website"), "approximate": _("Approximate area only: the exact "

@@ -54,21 +54,27 @@
   // A text of the listing (any language, any direction) inside the page's direction: isolated
   // in a <bdi>, so that a German name keeps its order in an Arabic page and the line it is on
   // stays aligned with the page.
-  function isolated(tag, attrs, text) {
+  function isolated(tag, attrs, text, lang) {
     var node = el(tag, attrs);
-    node.appendChild(el("bdi", {}, text));
+    node.appendChild(el("bdi", lang ? {lang: lang} : {}, text));
     return node;
+  }
+
+  // The language the listings are written in (names, addresses), where it is not the page's:
+  // a screen reader then reads "Bücherhalle Altona" with a German voice in an Arabic page.
+  function dataLang(options) {
+    return options.dataLang && options.dataLang !== options.lang ? options.dataLang : null;
   }
 
   function popupContent(props, options) {
     // in the page's direction (the categories, hours and links are in its language);
     // focusable, so that opening a place from the list can move the focus to it
     var box = el("div", {"class": "ms-popup", tabindex: "-1"});
-    box.appendChild(isolated("strong", {}, props.name));
+    box.appendChild(isolated("strong", {}, props.name, dataLang(options)));
     var cats = (props.categories || []).map(function (c) { return categoryInfo(options, c).label; });
     if (cats.length) { box.appendChild(el("div", {"class": "ms-cats"}, cats.join(" · "))); }
     if (props.address || props.postcode) {
-      box.appendChild(isolated("div", {}, [props.address, [props.postcode, props.stadtteil].filter(Boolean).join(" ")].filter(Boolean).join(", ")));
+      box.appendChild(isolated("div", {}, [props.address, [props.postcode, props.stadtteil].filter(Boolean).join(" ")].filter(Boolean).join(", "), dataLang(options)));
     } else if (props.location_confidential) {
       box.appendChild(el("div", {"class": "ms-approx"}, options.texts.approximate));
     }
@@ -331,8 +337,9 @@
         next[marker.msKey] = marker;
         if (list) {
           var item = el("li");
-          var button = el("button", {type: "button", "class": "ms-result", dir: "auto",
-                                     "data-key": marker.msKey}, p.name);
+          var attrs = {type: "button", "class": "ms-result", dir: "auto", "data-key": marker.msKey};
+          if (dataLang(options)) { attrs.lang = dataLang(options); }
+          var button = el("button", attrs, p.name);
           button.addEventListener("click", function () {
             // the moves this causes (zooming to the marker, the popup's pan) keep the list as
             // it is: a keyboard or screen-reader user stays at their place in it (it shrank
@@ -348,7 +355,7 @@
           });
           item.appendChild(button);
           var where = [p.address, p.stadtteil].filter(Boolean).join(", ");
-          if (where) { item.appendChild(isolated("span", {"class": "ms-where"}, where)); }
+          if (where) { item.appendChild(isolated("span", {"class": "ms-where"}, where, dataLang(options))); }
           list.appendChild(item);
         }
       });
