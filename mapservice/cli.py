@@ -288,8 +288,8 @@ def erase(text: str, dry_run: bool, max_listings: int, as_json: bool) -> None:
 
     TEXT "-" reads it from standard input (it then stays out of the shell's history). From
     every listing (archived ones too), organisation and source credit, and from every earlier
-    version, without regard to case and only as whole words; a phone number also in its
-    stored form (+49 40 ...). A phone, e-mail or website that holds the text is emptied, as is
+    version, without regard to case and only as whole words; a phone number however it is
+    written (040/123 45 67, +49 (0)40 ...), ß also as ss. A phone, e-mail or website that holds the text is emptied, as is
     a field that is the text; a longer text keeps its other words ("[…]" in place of the
     text). The listing gets a new version that does not hold the old value, and the changed
     fields are locked: correct the source too, or its next import reports them as conflicts
@@ -311,6 +311,13 @@ def erase(text: str, dry_run: bool, max_listings: int, as_json: bool) -> None:
         needles.append(normalise_phone(words))
     except ValueError:  # not a phone number
         pass
+    else:  # the number as other people write it: 040…, +49 40…, 0049 40…, +49 (0)40…
+        import phonenumbers
+
+        number = phonenumbers.parse(words, "DE")
+        national, country = str(number.national_number), str(number.country_code)
+        needles += [f"0{national}", f"{country}{national}", f"00{country}{national}",
+                    f"{country}0{national}"]
     store = _store()
     report = store.erase_text(needles, changed_by="erase", dry_run=True)
     if not dry_run and len(report.resources) > max_listings:

@@ -164,3 +164,22 @@ def test_a_renamed_organisation_versions_its_listings_and_unlock_releases(app, s
     assert _published(store)[0]["organization"] == "Beratungspraxis"
     assert runner.invoke(args=["unlock", uid, "colour"]).exit_code != 0
     assert "no resource" in runner.invoke(args=["unlock", "nope", "phone"]).output
+
+
+def test_a_number_and_a_name_are_found_however_they_are_written(app, store):
+    """Spellings the first version missed: the number with other separators, with the country
+    code, with "(0)"; "ß" as "ss"; a name whose umlaut is a combining mark."""
+    record = {"source_id": "1", "name": "Treff am Park", "lat": 53.55, "lon": 9.93,
+              "phone": "+49 40 1234567",
+              "description": "Tel. 040/123 45 67 oder (040) 123-4567, +49 (0)40 1234567, "
+                             "0049 40 1234567; Frau Stra\u00dfberger, Herr Mu\u0308ller; "
+                             "nicht: 040 12345678"}
+    store.upsert([record], source="treffs", changed_by="import:treffs")
+    runner = app.test_cli_runner()
+    for text in ("040 1234567", "Strassberger", "Müller"):
+        done = runner.invoke(args=["erase", text])
+        assert done.exit_code == 0, done.output
+    listing = _published(store)[0]
+    assert listing["phone"] is None
+    assert listing["description"] == (f"Tel. {ERASED} oder {ERASED}, {ERASED}, {ERASED}; "
+                                       f"Frau {ERASED}, Herr {ERASED}; nicht: 040 12345678")

@@ -1900,21 +1900,35 @@ class ErasureReport:
     versions: int = 0
 
 
+_PHONE_LIKE = re.compile(r"\+?[\d\s/().-]+")
+_PHONE_SEPARATORS = r"[\s/().-]*"
+
+
 def _needle_pattern(needles: Sequence[str]) -> re.Pattern[str]:
+    """One pattern for the texts to erase. A number (six digits or more: a phone number) is
+    found however it is written ("040 1234567", "040/123 45 67", "(040) 1234567"); "ß"
+    matches "ss" and the other way round; any run of white space matches one space."""
     words = sorted({" ".join(n.split()) for n in needles if n and n.strip()}, key=len,
                    reverse=True)
     if not words:
         raise ValueError("nothing to erase")
-    # Any run of white space in the stored text matches one space of the needle; a match
-    # starts and ends at a word's edge ("Eva" is not in "Evangelische", "040 123" not in
-    # "040 1234", "anna@x.org" not in "joanna@x.org").
-    alternatives = "|".join(r"\s+".join(map(re.escape, w.split(" "))) for w in words)
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+    alternatives = []
+    for word in words:
+        digits = re.sub(r"\D", "", word)
+        if _PHONE_LIKE.fullmatch(word) and len(digits) >= 6:
+            alternatives.append(r"[+(]?" + _PHONE_SEPARATORS.join(digits))
+            continue
+        pieces = [re.escape(unicodedata.normalize("NFC", part)) for part in word.split(" ")]
+        pattern = r"\s+".join(pieces)
+        alternatives.append(re.sub(r"ß|ss", "(?:ß|ss)", pattern, flags=re.IGNORECASE))
+    # a match starts and ends at a word's edge ("Eva" is not in "Evangelische", "040 123" not
+    # in "040 1234", "anna@x.org" not in "joanna@x.org")
+    return re.compile(rf"(?<![\w+])(?:{'|'.join(alternatives)})(?!\w)", re.IGNORECASE)
 
 
 def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
     if isinstance(value, str):
-        return pattern.search(value) is not None
+        return pattern.search(unicodedata.normalize("NFC", value)) is not None
     if isinstance(value, dict):
         return any(_holds(v, pattern) for v in value.values())
     if isinstance(value, (list, tuple)):
@@ -1925,8 +1939,9 @@ def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
 def _erased(value: Any, pattern: re.Pattern[str]) -> tuple[Any, bool]:
     """``value`` (JSON: text, lists, objects) with the text replaced; and whether it was in."""
     if isinstance(value, str):
-        out = pattern.sub(ERASED, value)
-        return out, out != value
+        # (in the composed form: "Mu\u0308ller" is "Müller")
+        out = pattern.sub(ERASED, unicodedata.normalize("NFC", value))
+        return (out, True) if out != unicodedata.normalize("NFC", value) else (value, False)
     if isinstance(value, dict):
         pairs = {k: _erased(v, pattern) for k, v in value.items()}
         return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
@@ -1941,8 +1956,9 @@ def _erased_field(value: Any, pattern: re.Pattern[str], *, required: bool = Fals
     """A stored field without the text: emptied when the text is all of it (``required``:
     :data:`ERASED`) or when it is a ``contact`` field that holds it, else the text
     replaced."""
-    if isinstance(value, str) and (pattern.fullmatch(value.strip())
-                                   or (contact and pattern.search(value))):
+    composed = unicodedata.normalize("NFC", value) if isinstance(value, str) else None
+    if composed is not None and (pattern.fullmatch(composed.strip())
+                                 or (contact and pattern.search(composed))):
         return (ERASED if required else None), True
     if isinstance(value, dict):  # translations: {lang: {field: text}}
         out, changed = _erased(value, pattern)
