@@ -471,10 +471,11 @@ def page(contents: list[dict[str, Any]], *, total_items: int, page_number: int,
                           page_number=page_number, per_page=per_page), "contents": contents}
 
 
-def api_info(*, description: str, publisher: Mapping[str, Any] | None = None
-             ) -> dict[str, Any]:
-    """The HSDS API root (``/``): the HSDS version and where its OpenAPI file is."""
-    out: dict[str, Any] = {"version": HSDS_VERSION, "openapi_url": OPENAPI_URL,
+def api_info(*, description: str, publisher: Mapping[str, Any] | None = None,
+             openapi_url: str = OPENAPI_URL) -> dict[str, Any]:
+    """The HSDS API root (``/``): the HSDS version and where the OpenAPI file that defines
+    this API is (HSDS: "URL of the openapi JSON file which defines this API")."""
+    out: dict[str, Any] = {"version": HSDS_VERSION, "openapi_url": openapi_url,
                            "description": description}
     if publisher:
         out["publisher"] = dict(publisher)

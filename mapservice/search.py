@@ -120,7 +120,9 @@ def _one(args: _Args, name: str) -> str | None:
     return value
 
 
-def _floats(name: str, raw: str, count: int) -> list[float]:
+def parse_numbers(name: str, raw: str, count: int) -> list[float]:
+    """``count`` comma-separated numbers in ASCII decimal notation, finite; else a 400 naming
+    ``name``."""
     parts = raw.split(",")
     if len(parts) != count:
         raise InvalidParameter(name, f"expected {count} comma-separated numbers, got {len(parts)}")
@@ -179,7 +181,7 @@ def _int(args: _Args, name: str, default: int, low: int, high: int) -> int:
 
 
 def parse_near(raw: str, name: str = "near") -> tuple[float, float]:
-    lat, lon = _floats(name, raw, 2)
+    lat, lon = parse_numbers(name, raw, 2)
     if not -90 <= lat <= 90:
         raise InvalidParameter(name, f"latitude {lat} is outside -90..90 (format: lat,lon)")
     if not -180 <= lon <= 180:
@@ -191,7 +193,7 @@ def parse_bbox(raw: str, name: str = "bbox", *, antimeridian: bool = False
                ) -> tuple[float, float, float, float]:
     """``minlon,minlat,maxlon,maxlat``. With ``antimeridian`` (OGC API - Features) a minlon
     greater than maxlon is a box that spans the antimeridian, else an error."""
-    minlon, minlat, maxlon, maxlat = _floats(name, raw, 4)
+    minlon, minlat, maxlon, maxlat = parse_numbers(name, raw, 4)
     for lon in (minlon, maxlon):
         if not -180 <= lon <= 180:
             raise InvalidParameter(name, f"longitude {lon} is outside -180..180 "
@@ -323,7 +325,7 @@ def parse_search(args: _Args, *, taxonomy, default_limit: int = 50, max_limit: i
     if radius_raw is not None:
         if near is None:
             raise InvalidParameter("radius", "needs near=lat,lon")
-        (radius,) = _floats("radius", radius_raw, 1)
+        (radius,) = parse_numbers("radius", radius_raw, 1)
         if not 0 < radius <= MAX_RADIUS_M:
             raise InvalidParameter("radius", f"must be > 0 and <= {MAX_RADIUS_M:.0f} metres")
     bbox_raw = _one(args, "bbox")

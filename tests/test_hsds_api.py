@@ -89,7 +89,8 @@ def all_pages(client, path: str, per_page: int, **params: str) -> list[dict[str,
 
 def test_root(demo_client):
     doc = get_ok(demo_client, "/hsds/")
-    assert doc["version"] == "3.0" and doc["openapi_url"].endswith("openapi.json")
+    assert doc["version"] == "3.0" and doc["openapi_url"] == "http://localhost/api/v1/openapi.json"
+    assert "/hsds/services" in demo_client.get(doc["openapi_url"]).get_json()["paths"]
     assert doc["publisher"]["website"] == "http://localhost/"
 
 

@@ -251,9 +251,10 @@ def _parameters(taxonomy: Taxonomy, page_size: int, max_page_size: int) -> dict[
             "description": "Only features inside the box `minlon,minlat,maxlon,maxlat` "
                            "(CRS84: longitude and latitude in degrees). A minlon greater "
                            "than maxlon is a box that spans the antimeridian (minlon to 180 "
-                           "and -180 to maxlon). Boxes with heights (six numbers) are not "
-                           "supported: CRS84 has no vertical axis.",
-            "schema": {"type": "array", "minItems": 4, "maxItems": 4,
+                           "and -180 to maxlon). Six numbers `minlon,minlat,minheight,"
+                           "maxlon,maxlat,maxheight` are a box with heights: the places "
+                           "have none, so its ground plan decides.",
+            "schema": {"type": "array", "minItems": 4, "maxItems": 6,
                        "items": {"type": "number"}},
             "example": [9.9, 53.5, 10.1, 53.6],
         },

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, request, url_for
 
 from .. import hsds
 from ..errors import InvalidParameter, NotFound
@@ -141,7 +141,10 @@ def root() -> Response:
     return json_response(hsds.api_info(
         description="Community resilience resources (support groups, youth centres, "
                     "counselling, language cafés ...) as Open Referral HSDS 3.0.",
-        publisher={"name": "mapservice", "website": request.url_root}))
+        publisher={"name": "mapservice", "website": request.url_root},
+        # this API's own document (its paths and parameters), not Open Referral's generic
+        # one, which declares parameters this API does not take
+        openapi_url=url_for("api.openapi_json", _external=True)))
 
 
 @bp.get("/services")

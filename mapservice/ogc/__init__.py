@@ -21,7 +21,7 @@ from ..geocode import default as default_gazetteer
 from ..geojson import feature, feature_collection, timestamp
 from ..http import json_response, problem_response, use_last_modified
 from ..i18n import language_code
-from ..search import SearchQuery, integer, parse_datetime, parse_search
+from ..search import SearchQuery, integer, parse_datetime, parse_numbers, parse_search
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
@@ -40,6 +40,8 @@ FILTERS = ("category", "audience", "language", "cost", "wheelchair", "q", "distr
 # Accepted on every path: the output format and the UI language of titles and messages.
 COMMON_PARAMS = ("f", "lang")
 ITEMS_PARAMS = (*COMMON_PARAMS, "bbox", "bbox-crs", "datetime", "limit", "offset", *FILTERS)
+_MANY_DIGITS = re.compile(r"[0-9]+")
+_DATE_T = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]")
 _HAS_TIME = re.compile(r"\d[Tt ]\d")
 _ID = re.compile(r"[A-Za-z0-9-]{1,36}")
 WORLD = (-180.0, -90.0, 180.0, 90.0)
@@ -213,12 +215,23 @@ def items_query() -> SearchQuery:
     raw = _single("limit")
     if raw is not None:
         limit = integer(raw)
+        if limit is None and _MANY_DIGITS.fullmatch(raw.strip()):
+            limit = max_size  # a number beyond any page: clamped too (OGC: not an error)
         if limit is None:
             raise InvalidParameter("limit", _("%(value)r is not an integer", value=raw))
         if limit < 1:
             raise InvalidParameter("limit", _("must be at least 1"))
     args = MultiDict([(name, value) for name in ("bbox", "offset", *FILTERS)
                       for value in request.args.getlist(name)])
+    boxes = args.getlist("bbox")
+    if len(boxes) == 1 and boxes[0].count(",") == 5:
+        # six numbers: a box with heights (OGC requires them to be understood); the places
+        # have no height, so the box's ground plan decides
+        minlon, minlat, low, maxlon, maxlat, high = parse_numbers("bbox", boxes[0], 6)
+        if low > high:
+            raise InvalidParameter("bbox", f"the lower height {low:g} is above the upper "
+                                           f"height {high:g}")
+        args["bbox"] = ",".join(repr(v) for v in (minlon, minlat, maxlon, maxlat))
     args["limit"] = str(min(limit, max_size))
     query = parse_search(args, taxonomy=_ctx()["taxonomy"], default_limit=page_size,
                          max_limit=max_size, bbox_antimeridian=True)
@@ -243,6 +256,8 @@ def _datetime_filter() -> tuple[dt.datetime | None, dt.datetime | None]:
     def bound(text: str, end: bool) -> dt.datetime | None:
         if text in ("", ".."):
             return None
+        if _DATE_T.fullmatch(text):  # "2026-01-01T": a date (as GDAL 3.6 sends one)
+            text = text[:-1]
         value = parse_datetime(text, "datetime", date_only_ok=True)
         if end:
             value += dt.timedelta(seconds=1) if _HAS_TIME.search(text) else dt.timedelta(days=1)
