@@ -96,6 +96,7 @@ class SearchQuery:
     districts: tuple[str, ...] = ()  # gazetteer names: Stadtteil or Bezirk equals one of them
     updated_since: dt.datetime | None = None  # aware (UTC): updated_at >= this
     updated_before: dt.datetime | None = None  # aware (UTC): updated_at < this (OGC datetime)
+    organization: str | None = None  # an organisation's public id (HSDS organization_id)
     sort: str | None = None  # None: distance with near, else a stable internal order
     limit: int = 50
     offset: int = 0

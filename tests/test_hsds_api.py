@@ -126,6 +126,14 @@ def test_organization_lists_its_services(demo, demo_client):
     assert_valid("organization", org)
     assert service["id"] in {s["id"] for s in org["services"]}
     assert service["organization"]["name"] == org["name"]
+    # organization_id filters the services and their service_at_locations (HSDS 3.0 API;
+    # it was a 400)
+    ids = {s["id"] for s in org["services"]}
+    for path in ("/hsds/services", "/hsds/service_at_locations"):
+        page = get_ok(demo_client, f"{path}?organization_id={org['id']}&per_page=100")
+        assert page["total_items"] == len(ids)
+        assert {item.get("service_id", item["id"]) for item in page["contents"]} == ids
+    assert get_ok(demo_client, "/hsds/services?organization_id=nobody")["contents"] == []
 
 
 def test_service_and_service_at_location_share_the_resource_id(demo, demo_client):
@@ -201,7 +209,7 @@ BAD_PARAMETERS = [
     ("/hsds/services?taxonomy_term_id=nope", "taxonomy_term_id"),
     ("/hsds/services?taxonomy_id=nope", "taxonomy_id"),
     ("/hsds/services?modified_after=yesterday", "modified_after"),
-    ("/hsds/services?organization_id=x", "organization_id"),
+    ("/hsds/services?organization_id=x&organization_id=y", "organization_id"),
     ("/hsds/services?proximity=1", "proximity"),
     ("/hsds/service_at_locations?postcode=20095", "postcode"),
     ("/hsds/services/abc?full=true", "full"),

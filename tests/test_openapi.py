@@ -254,7 +254,8 @@ def test_hsds_parameters_match_what_the_code_accepts(client, doc, path):
     term = client.get("/hsds/taxonomy_terms", query_string={
         "taxonomy_id": categories["id"], "per_page": "1"}).get_json()["contents"][0]
     values = {"page": "1", "per_page": "5", "search": "Demo", "modified_after": "2020-01-01",
-              "taxonomy_id": categories["id"], "taxonomy_term_id": term["id"]}
+              "taxonomy_id": categories["id"], "taxonomy_term_id": term["id"],
+              "organization_id": "4f0c1d2e-0000-4000-8000-000000000000"}
     for name in documented:
         r = client.get(path, query_string={name: values[name]})
         assert r.status_code == 200, (name, r.data)

@@ -328,6 +328,10 @@ def _hsds_parameters(page_size: int, max_page_size: int) -> dict[str, Any]:
                               "date-time.",
             {"anyOf": [{"type": "string", "format": "date"},
                        {"type": "string", "format": "date-time"}]}, example="2025-01-01"),
+        "hsds_organization_id": query(
+            "organization_id", "Only the services of this organisation (an `id` of "
+                               "`/hsds/organizations`); an unknown id matches none.",
+            {"type": "string"}),
         "hsds_id": {"name": "id", "in": "path", "required": True,
                     "description": "The item's id (a UUID for services, locations and "
                                    "organisations).", "schema": {"type": "string"}},
@@ -784,7 +788,7 @@ def _hsds_paths() -> dict[str, Any]:
     tag = "HSDS 3.0"
     paging = ["hsds_page", "hsds_per_page"]
     resource_filters = [*paging, "hsds_search", "hsds_taxonomy_term_id", "hsds_taxonomy_id",
-                        "hsds_modified_after"]
+                        "hsds_modified_after", "hsds_organization_id"]
 
     def ok(description: str, schema: str) -> dict[str, Any]:
         # Every /hsds answer carries the newest change of the resources as Last-Modified.

@@ -26,7 +26,8 @@ from ..store import Hit
 bp = Blueprint("hsds", __name__, url_prefix="/hsds")
 
 PAGING = ("page", "per_page")
-RESOURCE_FILTERS = ("search", "taxonomy_term_id", "taxonomy_id", "modified_after")
+RESOURCE_FILTERS = ("search", "taxonomy_term_id", "taxonomy_id", "modified_after",
+                    "organization_id")
 MAX_OFFSET = 1_000_000
 
 
@@ -80,6 +81,8 @@ def _resource_query() -> tuple[SearchQuery, int, int]:
     if args.get("modified_after") is not None:
         filters["updated_since"] = parse_datetime(args["modified_after"], "modified_after",
                                                   date_only_ok=True).astimezone(dt.timezone.utc)
+    if args.get("organization_id") is not None:
+        filters["organization"] = args["organization_id"].strip()
     if args.get("taxonomy_term_id") is not None:
         term = _term(args["taxonomy_term_id"].strip(), "taxonomy_term_id")
         kind = hsds.TAXONOMIES[term["taxonomy"]][0]

@@ -468,6 +468,8 @@ class Store:
             params["updated_since"] = query.updated_since
         if query.updated_before is not None:
             params["updated_before"] = query.updated_before
+        if query.organization is not None:
+            params["organization"] = query.organization
         if query.open_at is not None:
             params["has_hours"] = True
         return params
@@ -507,6 +509,10 @@ class Store:
         if "updated_before" in params:
             where.append(r.updated_at < bindparam("updated_before", params["updated_before"],
                                                   type_=DateTime(timezone=True)))
+        if "organization" in params:
+            where.append(r.organization_id == select(Organization.id).where(
+                Organization.uid == bindparam("organization", params["organization"],
+                                              type_=String)).scalar_subquery())
         if "has_hours" in params:
             where.append(r.opening_hours.is_not(None))  # no hours: never "open"
         return where
