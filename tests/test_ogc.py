@@ -216,6 +216,10 @@ def test_limit_above_the_maximum_is_clamped(client, app):
     page = r.get_json()
     assert page["numberReturned"] == len(page["features"]) == 30
     assert parse_qs(urlsplit(_rel(page, "next")[0]["href"]).query)["limit"] == ["30"]
+    # the links as Link headers too (OGC /rec/core/link-header)
+    header = r.headers["Link"]
+    assert f'<{_rel(page, "next")[0]["href"]}>; rel="next"; type="application/geo+json"' \
+        in header and 'rel="self"' in header and 'rel="collection"' in header
     ids, _ = _collect(client, f"{ITEMS}?limit=100000")
     assert len(ids) == len(set(ids)) == 194
 

@@ -303,7 +303,11 @@ def items(collection_id: str) -> Response:
         # The last page tells the total for free; no count query on other pages.
         members["numberMatched"] = query.offset + len(result.hits)
     members["links"] = links
-    return Response(feature_collection(result.hits, **members), mimetype=GEOJSON)
+    response = Response(feature_collection(result.hits, **members), mimetype=GEOJSON)
+    # the same links as headers too (/rec/core/link-header), for clients that page by them
+    response.headers["Link"] = ", ".join(f'<{link["href"]}>; rel="{link["rel"]}"; '
+                                         f'type="{link["type"]}"' for link in links)
+    return response
 
 
 @bp.get("/collections/<collection_id>/items/<feature_id>")
