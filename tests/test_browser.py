@@ -147,6 +147,9 @@ def test_the_page_hands_its_filters_to_the_api(app, store, browser_context):
         assert 0 < choir < everything
         listed("open_now=true&category=library")
         assert asked and all("open_now=true" in u and "category=library" in u for u in asked)
+        # nothing found: the status says what to do about it
+        assert listed("q=Zzyzzx") == 0
+        assert "use fewer filters" in page.inner_text("#ms-status")
 
 
 @pytest.mark.parametrize("backend", ["spatialite"], indirect=True)

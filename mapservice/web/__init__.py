@@ -189,6 +189,8 @@ def index():
                   # more places in the area than one answer carries: counts per cell
                   "many": _("Places in this map area: %(n)s. Zoom in or filter to list them.",
                             n="%(n)s"),
+                  # TRANSLATORS: after "Places in this map area: 0."
+                  "none": _("Zoom out, move the map or use fewer filters to find more."),
                   "error": _("The places could not be loaded. Please try again."),
                   "nearme": _("The map shows the area around you."),
                   # Leaflet's buttons and markercluster's groups, named in the page's language

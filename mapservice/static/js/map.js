@@ -379,7 +379,8 @@
       }
       if (status) {
         status.textContent = (nearNote ? options.texts.nearme + " " : "") +
-          options.texts.count.replace("%(n)s", String(data.features.length));
+          options.texts.count.replace("%(n)s", String(data.features.length)) +
+          (data.features.length ? "" : " " + options.texts.none);  // what to do about it
       }
       nearNote = false;
       remember();
