@@ -58,14 +58,31 @@ def normalise_url(value: str) -> str:
                               parts.query, parts.fragment)))
 
 
-def normalise_phone(value: str) -> str:
+def _phone(value: str) -> phonenumbers.PhoneNumber:
     try:
         number = phonenumbers.parse(value, "DE")
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"{value!r} is not a phone number ({exc})") from None
     if not phonenumbers.is_possible_number(number):
         raise ValueError(f"{value!r} is not a possible phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return number
+
+
+def normalise_phone(value: str) -> str:
+    return phonenumbers.format_number(_phone(value),
+                                      phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def phone_forms(value: str) -> list[str]:
+    """The digits of the phone number ``value`` as people write it (040…, +49 40…, 0049 40…,
+    +49 (0)40…); [] when ``value`` is not a phone number."""
+    try:
+        number = _phone(value)
+    except ValueError:
+        return []
+    national, country = str(number.national_number), str(number.country_code)
+    return [f"0{national}", f"{country}{national}", f"00{country}{national}",
+            f"{country}0{national}"]
 
 
 # The local part of an everyday address (ASCII dot-atom, RFC 5322): email_validator only checks

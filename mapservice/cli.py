@@ -1,6 +1,8 @@
 """``mapservice ...`` commands; the same commands run as ``flask --app mapservice ...``."""
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -298,7 +300,9 @@ def erase(text: str, dry_run: bool, max_listings: int, as_json: bool) -> None:
     """
     import json
 
-    from importers.validate import normalise_phone
+    from importers.validate import phone_forms
+
+    from .errors import TooCommon
 
     if text == "-":
         text = sys.stdin.read()
@@ -306,27 +310,15 @@ def erase(text: str, dry_run: bool, max_listings: int, as_json: bool) -> None:
     if len(words) < 3:
         raise click.ClickException("TEXT must have at least 3 characters (it would erase "
                                    "parts of other words)")
-    needles = [words]
-    try:
-        needles.append(normalise_phone(words))
-    except ValueError:  # not a phone number
-        pass
-    else:  # the number as other people write it: 040…, +49 40…, 0049 40…, +49 (0)40…
-        import phonenumbers
-
-        number = phonenumbers.parse(words, "DE")
-        national, country = str(number.national_number), str(number.country_code)
-        needles += [f"0{national}", f"{country}{national}", f"00{country}{national}",
-                    f"{country}0{national}"]
-    store = _store()
-    report = store.erase_text(needles, changed_by="erase", dry_run=True)
-    if not dry_run and len(report.resources) > max_listings:
+    try:  # a phone number also as other people write it (and as it is stored, +49 40 …)
+        report = _store().erase_text([words, *phone_forms(words)], changed_by="erase",
+                                     dry_run=dry_run,
+                                     max_resources=None if dry_run else max_listings)
+    except TooCommon as exc:
         raise click.ClickException(
-            f"the text is in {len(report.resources)} listings, more than --max-listings "
-            f"{max_listings}: is it one person's data? Look at 'mapservice erase TEXT "
-            "--dry-run', then raise --max-listings if it is")
-    if not dry_run:
-        report = store.erase_text(needles, changed_by="erase")
+            f"the text is in {exc.count} listings, more than --max-listings {exc.limit}: is "
+            "it one person's data? Look at 'mapservice erase TEXT --dry-run', then raise "
+            "--max-listings if it is") from None
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "resources": report.resources,
                                "organizations": report.organizations,
@@ -410,9 +402,6 @@ def register(app: Flask) -> None:
 def _create(*_args) -> Flask:
     from . import create_app
     from .settings import SettingError
-
-    import os
-    import secrets
 
     # The commands sign nothing: without MAPSERVICE_SECRET_KEY they get a key for this run
     # instead of writing instance/secret_key wherever they run (even `mapservice --help` did).

@@ -58,6 +58,17 @@ class GeocoderBusy(GeocoderUnavailable):
         self.retry_after = retry_after
 
 
+class TooCommon(MapserviceError):
+    """A text to erase is in more listings than allowed: too common to be one person's."""
+
+    status = 400
+    title = "Too common"
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"the text is in {count} listings, more than {limit}")
+        self.count, self.limit = count, limit
+
+
 class RateLimited(MapserviceError):
     """A client used up one of its rate limits (``GEOCODER_RATE_LIMIT``)."""
 

@@ -113,19 +113,17 @@ def admit_online_lookup() -> Callable[[], None]:
     items = ext["geocoder_limits"]
     client = client_key()
     try:
-        for item in items:
-            if not limiter.test(item, SCOPE_GEOCODER, client):
-                reset_at = limiter.get_window_stats(item, SCOPE_GEOCODER, client).reset_time
-                wait = max(1, math.ceil(reset_at - time.time()))
-                raise RateLimited(
-                    f"too many address lookups from this address ({item}); ask again in "
-                    f"{wait} s, or search by postcode or district, which needs none",
-                    retry_after=wait)
-    except RateLimited:
-        raise
+        spent = next((item for item in items
+                      if not limiter.test(item, SCOPE_GEOCODER, client)), None)
+        reset_at = spent and limiter.get_window_stats(spent, SCOPE_GEOCODER, client).reset_time
     except Exception:  # the storage (Redis) failed: let the request through
         log.exception("rate limit storage failed; the geocoder request is let through")
         return lambda: None
+    if spent is not None:
+        wait = max(1, math.ceil(reset_at - time.time()))
+        raise RateLimited(f"too many address lookups from this address ({spent}); ask again "
+                          f"in {wait} s, or search by postcode or district, which needs none",
+                          retry_after=wait)
 
     def count() -> None:
         try:

@@ -1001,7 +1001,8 @@ class Store:
 
     # ---- erasing personal data -----------------------------------------------------------
     def erase_text(self, needles: Sequence[str], *, changed_by: str, dry_run: bool = False,
-                   conn: Connection | None = None) -> ErasureReport:
+                   max_resources: int | None = None, conn: Connection | None = None
+                   ) -> ErasureReport:
         """Remove every occurrence of the ``needles`` (a contact person's name, phone number or
         e-mail address; compared without regard to case, as whole words: "Eva" is not taken
         out of "Evangelische", a number not out of a longer one) from the listings, the
@@ -1014,8 +1015,12 @@ class Store:
         old value, and its changed fields are locked, so that a re-import of a source that
         still has them reports conflicts instead of writing them back (:meth:`unlock` releases
         them). In the versions written before, the text is replaced in the stored state and in
-        the diff. Archived listings are included. ``dry_run`` reports and rolls back.
+        the diff. Archived listings are included. ``dry_run`` reports and rolls back; more
+        than ``max_resources`` listings holding the text roll back with
+        :class:`~mapservice.errors.TooCommon` (a word too common to be one person's).
         """
+        from ..errors import TooCommon
+
         pattern = _needle_pattern(needles)
         report = ErasureReport()
         with self._orm(conn, dry_run) as session:
@@ -1042,6 +1047,8 @@ class Store:
                     _holds(getattr(row, name), pattern) for name in _ERASABLE)]
                 for res in session.scalars(select(r).where(r.id.in_(hit))) if hit else ():
                     self._erase_resource(session, res, pattern, renamed, changed_by, report)
+                if max_resources is not None and len(report.resources) > max_resources:
+                    raise TooCommon(len(report.resources), max_resources)
             session.flush()
             v = ResourceVersion
             after = 0
@@ -1945,9 +1952,9 @@ def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
 def _erased(value: Any, pattern: re.Pattern[str]) -> tuple[Any, bool]:
     """``value`` (JSON: text, lists, objects) with the text replaced; and whether it was in."""
     if isinstance(value, str):
-        # (in the composed form: "Mu\u0308ller" is "Müller")
-        out = pattern.sub(ERASED, unicodedata.normalize("NFC", value))
-        return (out, True) if out != unicodedata.normalize("NFC", value) else (value, False)
+        composed = unicodedata.normalize("NFC", value)  # "Mu\u0308ller" is "Müller"
+        out = pattern.sub(ERASED, composed)
+        return (out, True) if out != composed else (value, False)
     if isinstance(value, dict):
         pairs = {k: _erased(v, pattern) for k, v in value.items()}
         return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
@@ -1966,10 +1973,7 @@ def _erased_field(value: Any, pattern: re.Pattern[str], *, required: bool = Fals
     if composed is not None and (pattern.fullmatch(composed.strip())
                                  or (contact and pattern.search(composed))):
         return (ERASED if required else None), True
-    if isinstance(value, dict):  # translations: {lang: {field: text}}
-        out, changed = _erased(value, pattern)
-        return out, changed
-    return _erased(value, pattern)
+    return _erased(value, pattern)  # a longer text, translations: {lang: {field: text}}
 
 
 def _diff(source_id: str, before: Mapping[str, Any], data: dict[str, Any],

@@ -59,17 +59,15 @@ def _kept_label(taxonomy: Any, lang: str, name: str, value: str) -> str:
               "audience": _("For whom"), "district": _("District"), "q": _("Search"),
               "cost": _("Cost"), "wheelchair": _("Wheelchair access"),
               "open_now": _("Open now")}
-    kind = _TAXONOMY_OF.get(name)
-    words = _value_labels().get(name, {})
+    kind, words = _TAXONOMY_OF.get(name), _value_labels().get(name)
+    if kind is None and words is None:  # free text (q, district): as written
+        return f"{titles.get(name, name)}: {value}"
+
+    def word(code: str) -> str:
+        return taxonomy.label(kind, code, lang) if kind else words.get(code.lower(), code)
+
     # TRANSLATORS: between the values of one kept filter ("Cost: Free of charge, Reduced price")
-    comma = _(", ")
-    if kind:
-        shown = comma.join(taxonomy.label(kind, code.strip(), lang) for code in value.split(","))
-    elif words:
-        shown = comma.join(words.get(code.strip().lower(), code.strip())
-                           for code in value.split(","))
-    else:
-        shown = value
+    shown = _(", ").join(word(code.strip()) for code in value.split(","))
     return f"{titles.get(name, name)}: {shown}"
 
 
@@ -80,9 +78,11 @@ def _filter_panel(taxonomy: Any, lang: str) -> dict[str, Any]:
     # The panel shows a filter's first value where one of its controls can: a checkbox only
     # its one value, a choice one code; any other value is kept and named below the controls
     # (``wheelchair=limited`` filtered the map while the panel showed no filter at all).
-    codes = {"category": {c["code"] for c in taxonomy.localized("categories", lang)},
-             "language": {c["code"] for c in taxonomy.localized("languages", lang)},
-             **_CHECKBOX_VALUE}
+    choices = {name: sorted(((c["code"], c["label"]) for c in taxonomy.localized(name, lang)),
+                            key=lambda item: i18n.sort_key(item[1]))
+               for name in ("categories", "languages")}
+    codes = {"category": {code for code, label in choices["categories"]},
+             "language": {code for code, label in choices["languages"]}, **_CHECKBOX_VALUE}
     first = {name: (args.getlist(name) or [""])[0] for name in PANEL_FILTERS}
     # open_now is one true/false (checked by parse_search): true ticks the box, false filters
     # nothing and is neither kept nor named
@@ -95,12 +95,8 @@ def _filter_panel(taxonomy: Any, lang: str) -> dict[str, Any]:
             and (name not in PANEL_FILTERS or i > 0 or first[name] != value)]
     return {
         "current": first,
-        "categories": sorted(((c["code"], c["label"]) for c in
-                              taxonomy.localized("categories", lang)),
-                             key=lambda item: i18n.sort_key(item[1])),
-        "languages": sorted(((c["code"], c["label"]) for c in
-                             taxonomy.localized("languages", lang)),
-                            key=lambda item: i18n.sort_key(item[1])),
+        "categories": choices["categories"],
+        "languages": choices["languages"],
         "kept": kept,
         "active": any(args.getlist(name) for name in MAP_FILTERS),
         "lang": args.get("lang"),
